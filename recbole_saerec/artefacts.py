@@ -1,0 +1,219 @@
+"""The intent-artefact contract between offline intent construction and the models.
+
+One directory per (dataset, intent build), written by ``recbole_saerec.intents``
+and read by SAERec (and explain/steer, tune)::
+
+    <intent_dir>/
+      manifest.json        fingerprint + stats + file list (written LAST: its
+                           presence means the build completed)
+      intents.pt           {"vectors": float32 [m, d_t], "latent_ids": int64 [m],
+                            "fingerprint": dict}
+      item_intents.pt      {"item_tokens": list[str] (n), "indices": int64 [n, r],
+                            "values": float32 [n, r], "fingerprint": dict}
+                           sparse per-item activations over the m intent ROWS
+                           (index into `vectors`, -1 = empty slot, value 0).
+                           Items without text have all slots empty.
+      catalogue.json       [{"row", "latent_id", "words", "summary", "verdict",
+                             "frequency", ...}] one entry per kept intent, row order
+      <dataset>.itemintent RecBole atomic file (item_id:token, intent_row:token_seq,
+                           intent_act:float_seq) for users who load it as a plain
+                           RecBole item feature; SAERec reads item_intents.pt.
+
+All ``.pt`` files hold plain tensors/lists/dicts so they load with
+``torch.load(weights_only=True)``.
+
+The fingerprint names what the intents were built from::
+
+    {"dataset": str, "items_sha1": str, "n_items": int, "encoder": str,
+     "layer": int|None, "pooling": str, "corpus_sha1": str, "method": "sae"|"kmeans",
+     "n_latents": int, "k": int|None, "keep": str, "judge": str, "format_version": int}
+
+A model refuses artefacts whose dataset differs from its config, whose item
+set does not cover the dataset's items, or whose encoder differs from the one
+the config names (``intent_encoder``), and any empty / NaN / malformed tensor.
+"""
+import hashlib
+import json
+import os
+
+import torch
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+INTENTS = "intents.pt"
+ITEM_INTENTS = "item_intents.pt"
+CATALOGUE = "catalogue.json"
+
+
+class IntentArtefactError(ValueError):
+    """Intent artefacts are missing, malformed, or built for something else."""
+
+
+def items_sha1(item_tokens):
+    """Order-independent hash of an item-token set (the dataset's identity for intents)."""
+    h = hashlib.sha1()
+    for tok in sorted(str(t) for t in item_tokens):
+        h.update(tok.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def resolve_intent_dir(config):
+    """`intent_dir` if set, else `<intent_root>/<dataset>/<intent_tag>` (relative to the cwd)."""
+    explicit = config["intent_dir"] if "intent_dir" in config else None
+    if explicit:
+        return os.path.abspath(explicit)
+    root = config["intent_root"] if "intent_root" in config and config["intent_root"] else "saved_intents"
+    tag = config["intent_tag"] if "intent_tag" in config and config["intent_tag"] else "default"
+    return os.path.abspath(os.path.join(root, config["dataset"], tag))
+
+
+def build_hint(dataset, intent_dir):
+    return (
+        f"Build them with: python -m recbole_saerec.intents build --dataset={dataset} "
+        f"--intent_dir={intent_dir}  (or set intent_dir / intent_tag to an existing build)."
+    )
+
+
+def write_json_atomic(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def save_tensor_file_atomic(path, obj):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_artefacts(intent_dir, fingerprint, vectors, latent_ids, item_tokens, indices, values,
+                   catalogue, stats=None, extra_files=()):
+    """Write a complete artefact set; the manifest goes last (a partial dir has none)."""
+    os.makedirs(intent_dir, exist_ok=True)
+    fingerprint = dict(fingerprint, format_version=FORMAT_VERSION)
+    vectors = torch.as_tensor(vectors, dtype=torch.float32).contiguous()
+    latent_ids = torch.as_tensor(latent_ids, dtype=torch.int64).contiguous()
+    indices = torch.as_tensor(indices, dtype=torch.int64).contiguous()
+    values = torch.as_tensor(values, dtype=torch.float32).contiguous()
+    manifest_path = os.path.join(intent_dir, MANIFEST)
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)  # invalidate the old build before overwriting its parts
+    save_tensor_file_atomic(os.path.join(intent_dir, INTENTS),
+                            {"vectors": vectors, "latent_ids": latent_ids, "fingerprint": fingerprint})
+    save_tensor_file_atomic(os.path.join(intent_dir, ITEM_INTENTS),
+                            {"item_tokens": [str(t) for t in item_tokens], "indices": indices,
+                             "values": values, "fingerprint": fingerprint})
+    write_json_atomic(os.path.join(intent_dir, CATALOGUE), catalogue)
+    write_json_atomic(manifest_path, {
+        "fingerprint": fingerprint, "n_intents": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
+        "n_items": len(item_tokens), "stats": stats or {},
+        "files": [INTENTS, ITEM_INTENTS, CATALOGUE, *extra_files],
+    })
+
+
+class IntentArtefacts:
+    """Loaded and validated artefacts. Attributes: vectors, latent_ids, fingerprint,
+    item_tokens, indices, values, catalogue, manifest, intent_dir."""
+
+    def __init__(self, intent_dir, vectors, latent_ids, fingerprint, item_tokens, indices, values,
+                 catalogue, manifest):
+        self.intent_dir = intent_dir
+        self.vectors, self.latent_ids, self.fingerprint = vectors, latent_ids, fingerprint
+        self.item_tokens, self.indices, self.values = item_tokens, indices, values
+        self.catalogue, self.manifest = catalogue, manifest
+
+    @property
+    def n_intents(self):
+        return self.vectors.shape[0]
+
+    @property
+    def dim(self):
+        return self.vectors.shape[1]
+
+    def item_activation_matrix(self, token_to_id, n_items):
+        """Dense [n_items, m] activations in a RecBole dataset's internal item-id order.
+
+        Row 0 ([PAD]) and items without text stay zero.
+        """
+        dense = torch.zeros(n_items, self.n_intents)
+        rows, cols, vals = [], [], []
+        for pos, tok in enumerate(self.item_tokens):
+            iid = token_to_id.get(tok)
+            if iid is None:
+                continue
+            mask = self.indices[pos] >= 0
+            cols.append(self.indices[pos][mask])
+            vals.append(self.values[pos][mask])
+            rows.append(torch.full((int(mask.sum()),), iid, dtype=torch.int64))
+        if rows:
+            dense[torch.cat(rows), torch.cat(cols)] = torch.cat(vals)
+        return dense
+
+
+def _fail(intent_dir, dataset, what):
+    raise IntentArtefactError(f"Intent artefacts in {intent_dir}: {what}\n{build_hint(dataset, intent_dir)}")
+
+
+def load_artefacts(intent_dir, dataset, item_tokens=None, encoder=None):
+    """Load and check an artefact directory.
+
+    Args:
+        intent_dir: the directory.
+        dataset: the dataset name the caller runs on (must equal the fingerprint's).
+        item_tokens: the caller's item tokens (without [PAD]); every one must be
+            covered by the artefacts (else they were built for another item set).
+        encoder: if given, the encoder name the caller expects.
+    """
+    manifest_path = os.path.join(intent_dir, MANIFEST)
+    if not os.path.isdir(intent_dir):
+        _fail(intent_dir, dataset, "directory does not exist.")
+    if not os.path.isfile(manifest_path):
+        _fail(intent_dir, dataset, f"no {MANIFEST} (missing, or the build was interrupted before finishing).")
+    with open(manifest_path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    for name in (INTENTS, ITEM_INTENTS, CATALOGUE):
+        if not os.path.isfile(os.path.join(intent_dir, name)):
+            _fail(intent_dir, dataset, f"file {name} is missing.")
+    fp = manifest.get("fingerprint", {})
+    if fp.get("format_version") != FORMAT_VERSION:
+        _fail(intent_dir, dataset, f"format version {fp.get('format_version')} != {FORMAT_VERSION}.")
+    if fp.get("dataset") != dataset:
+        _fail(intent_dir, dataset, f"built for dataset '{fp.get('dataset')}', not '{dataset}'.")
+    if encoder and fp.get("encoder") != encoder:
+        _fail(intent_dir, dataset, f"built with encoder '{fp.get('encoder')}', but the config names "
+                                   f"intent_encoder='{encoder}'.")
+    intents = torch.load(os.path.join(intent_dir, INTENTS), weights_only=True)
+    items = torch.load(os.path.join(intent_dir, ITEM_INTENTS), weights_only=True)
+    for name, part in ((INTENTS, intents), (ITEM_INTENTS, items)):
+        if part.get("fingerprint") != fp:
+            _fail(intent_dir, dataset, f"{name} has a different fingerprint than {MANIFEST} "
+                                       "(files from two different builds).")
+    vectors, latent_ids = intents["vectors"], intents["latent_ids"]
+    if vectors.dim() != 2 or vectors.shape[0] == 0:
+        _fail(intent_dir, dataset, f"intent matrix has shape {tuple(vectors.shape)}: the intent set is empty "
+                                   "(the judge kept no latent? try keep: probably, or more latents).")
+    if not torch.isfinite(vectors).all():
+        _fail(intent_dir, dataset, "intent matrix contains NaN/inf.")
+    if latent_ids.shape != (vectors.shape[0],):
+        _fail(intent_dir, dataset, f"latent_ids shape {tuple(latent_ids.shape)} != ({vectors.shape[0]},).")
+    indices, values = items["indices"], items["values"]
+    if indices.shape != values.shape or indices.dim() != 2 or indices.shape[0] != len(items["item_tokens"]):
+        _fail(intent_dir, dataset, "item_intents.pt: indices/values/item_tokens shapes disagree.")
+    if indices.numel() and (indices.max() >= vectors.shape[0] or indices.min() < -1):
+        _fail(intent_dir, dataset, f"item_intents.pt: intent index out of range [-1, {vectors.shape[0]}).")
+    if not torch.isfinite(values).all():
+        _fail(intent_dir, dataset, "item_intents.pt contains NaN/inf activations.")
+    if item_tokens is not None:
+        known = set(items["item_tokens"])
+        missing = [t for t in item_tokens if t not in known]
+        if missing:
+            _fail(intent_dir, dataset, f"{len(missing)} of the dataset's {len(item_tokens)} items are not in "
+                                       f"the artefacts (e.g. {missing[:3]}): built for another item set.")
+    with open(os.path.join(intent_dir, CATALOGUE), encoding="utf-8") as f:
+        catalogue = json.load(f)
+    if len(catalogue) != vectors.shape[0]:
+        _fail(intent_dir, dataset, f"catalogue has {len(catalogue)} entries for {vectors.shape[0]} intents.")
+    return IntentArtefacts(intent_dir, vectors, latent_ids, fp, items["item_tokens"], indices, values,
+                           catalogue, manifest)

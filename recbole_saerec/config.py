@@ -1,0 +1,75 @@
+"""The plugin's Config: RecBole's yaml chain with the plugin's yaml layered on top.
+
+Merge order (later wins), as in RecBole and RecBole-GNN:
+RecBole internal yaml -> plugin ``properties/overall.yaml`` -> plugin
+``properties/model/<Model>.yaml`` -> plugin ``properties/dataset/<dataset>.yaml``
+-> ``--config_files`` -> ``config_dict`` -> command line.
+"""
+import os
+
+import numpy as np
+from recbole.config import Config as RecBoleConfig
+
+from recbole_saerec.utils import get_model
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
+
+
+class Config(RecBoleConfig):
+    def _init_device(self):
+        # RecBole writes CUDA_VISIBLE_DEVICES from `gpu_id`. When the variable is
+        # already set (by the user, or by Ray Tune for the GPU it assigned to a
+        # trial), overwriting it would move the run to another card: keep it.
+        # `use_gpu: False` forces the CPU (RecBole 1.2.1 ignores that key).
+        preset = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if not self.final_config_dict.get("use_gpu", True):
+            self.final_config_dict["gpu_id"] = ""
+        elif preset is not None:
+            self.final_config_dict["gpu_id"] = preset
+        super()._init_device()
+        if preset is not None and not self.final_config_dict.get("use_gpu", True):
+            os.environ["CUDA_VISIBLE_DEVICES"] = preset
+
+    def _set_default_parameters(self):
+        # A CE-loss sequential model (SASRec's default, SAERec) must not sample
+        # training negatives; RecBole's overall.yaml turns sampling on and then
+        # refuses the combination. Unless the user set it, switch it off for CE.
+        if (self.final_config_dict.get("loss_type") == "CE"
+                and "train_neg_sample_args" not in self.external_config_dict):
+            self.final_config_dict["train_neg_sample_args"] = None
+        super()._set_default_parameters()
+
+    def compatibility_settings(self):
+        # RecBole's version assigns np.float_ / np.complex_ / np.unicode_, which
+        # numpy 2 removed (AttributeError at Config()). Same aliases, numpy-1/2 safe.
+        aliases = {"bool": "bool_", "int": "int_", "float": "float64", "complex": "complex128",
+                   "object": "object_", "str": "str_", "long": "int_", "unicode": "str_"}
+        for alias, target in aliases.items():
+            setattr(np, alias, getattr(np, target))
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError("No model given: pass --model=<name> (SAERec or any RecBole model).")
+        if isinstance(model, str):
+            model_class = get_model(model)
+        else:
+            model_class, model = model, model.__name__
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise KeyError("No dataset given: pass --dataset=<name>.")
+        return model, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in (
+            os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
+        ):
+            if os.path.isfile(path):
+                loaded = self._update_internal_config_dict(path)
+                if loaded and path.endswith(os.path.join("dataset", f"{dataset}.yaml")):
+                    self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]

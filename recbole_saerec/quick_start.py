@@ -1,0 +1,79 @@
+"""One run = one (model, dataset, config): the same path for SAERec and every RecBole baseline.
+
+Mirrors ``recbole.quick_start.run_recbole`` (which we do not import: it pulls in
+ray at import time and only knows RecBole's own models), using the plugin's
+Config / get_model / get_trainer.
+"""
+import logging
+import os
+import sys
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_saerec.config import Config
+from recbole_saerec.utils import get_model, get_trainer
+
+
+def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
+    """Config, logger, dataset and splits: everything before the model exists."""
+    config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(sys.argv)
+    logger.info(config)
+    ensure_intents(config)
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    return config, data, train_data, valid_data, test_data
+
+
+def ensure_intents(config):
+    """Models that read intent artefacts get them built offline first when asked to."""
+    model_class = get_model(config["model"])
+    if not getattr(model_class, "needs_intents", False):
+        return
+    from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir
+
+    intent_dir = resolve_intent_dir(config)
+    if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
+        return  # the model validates what is there (or reports what is missing)
+    getLogger().info(set_color("Intent artefacts missing", "yellow") + f": building them in {intent_dir}")
+    from recbole_saerec.intents.build import build_intents
+
+    build_intents(config, intent_dir=intent_dir)
+
+
+def build_model(config, train_data):
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return get_model(config["model"])(config, train_data._dataset).to(config["device"])
+
+
+def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True):
+    """Train on train, select on valid, report test. Returns RecBole's result dict."""
+    config, data, train_data, valid_data, test_data = prepare(model, dataset, config_file_list, config_dict)
+    logger = getLogger()
+    model = build_model(config, train_data)
+    logger.info(model)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    for handler in list(logging.getLogger().handlers):
+        handler.flush()
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result or {}),
+        "saved_model_file": trainer.saved_model_file if saved else None,
+    }
