@@ -1,9 +1,15 @@
 """Model and trainer lookup: the plugin's own first, then every RecBole one."""
 import importlib
+import importlib.util
 
 from recbole.utils import ModelType
-from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
+
+# RecBole's model packages, searched in this order. `exlib_recommender` comes last:
+# importing it imports lightgbm and xgboost, which most users do not install, and
+# RecBole's own get_model then crashes with ModuleNotFoundError for ANY unknown name.
+RECBOLE_SUBMODULES = ["general_recommender", "sequential_recommender", "context_aware_recommender",
+                      "knowledge_aware_recommender", "exlib_recommender"]
 
 # name -> module inside recbole_saerec.model. One model per file.
 PLUGIN_MODELS = {
@@ -19,14 +25,23 @@ def get_model(model_name):
     """Return the model class: plugin models first, then RecBole's."""
     if model_name in PLUGIN_MODELS:
         return getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name)
-    try:
-        return recbole_get_model(model_name)
-    except ValueError:
-        raise ValueError(
-            f"Unknown model '{model_name}'. Plugin models: {', '.join(plugin_model_names())}; "
-            "or any RecBole model name (e.g. SASRec, GRU4Rec, BERT4Rec, BPR, LightGCN). "
-            "Names are case-sensitive."
-        ) from None
+    for submodule in RECBOLE_SUBMODULES:
+        module_path = f"recbole.model.{submodule}.{model_name.lower()}"
+        try:
+            found = importlib.util.find_spec(module_path)
+        except ModuleNotFoundError as err:  # the exlib package itself needs lightgbm/xgboost
+            if submodule == "exlib_recommender" and model_name.lower() in ("lightgbm", "xgboost"):
+                raise ImportError(f"RecBole's {model_name} needs `pip install {model_name.lower()}`.") from err
+            continue
+        if found:
+            module = importlib.import_module(module_path)
+            if hasattr(module, model_name):
+                return getattr(module, model_name)
+    raise ValueError(
+        f"Unknown model '{model_name}'. Plugin models: {', '.join(plugin_model_names())}; "
+        "or any RecBole model name (e.g. SASRec, GRU4Rec, BERT4Rec, BPR, LightGCN). "
+        "Names are case-sensitive."
+    )
 
 
 def get_trainer(model_type, model_name):

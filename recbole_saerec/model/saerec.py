@@ -1,0 +1,215 @@
+r"""SAERec: sequential recommendation guided by sparse-autoencoder intents.
+
+Reference: Xia, Wu, Yang, Wang, Liu. "SAERec" (arXiv 2606.18897, 2026); the
+method as this project builds it is restated in docs (METHOD.md, stages 2-3).
+
+Intents are built offline (``python -m recbole_saerec.intents build``) and read
+here through the artefact contract (:mod:`recbole_saerec.artefacts`).
+
+Choices where the paper is vague (all config keys in properties/model/SAERec.yaml):
+
+* Retrieval query (``intent_query``): the self-attention branch's last state
+  (``sequence``, METHOD.md) or the last item's embedding (``last_item``, the
+  authors' code). Score = cosine to W_map p_j; top-S are the personal intents.
+* Public intents: f_j(t) = share of the batch's users whose top-S holds j; an
+  EMA a_j <- beta a_j + (1 - beta) f_j(t) is updated in training mode only, is
+  a buffer (saved in the checkpoint) and frozen in eval mode. Without EMA
+  (``use_ema: False``) the public intents are those of the last training batch
+  (frozen at evaluation the same way, so results never depend on eval order).
+* Intent branches: only the last position is scored and the retrieved intents
+  are the same for every position of a user, so each intent branch is a
+  cross-attention block stack whose query is the self-attention branch's last
+  state (``intent_query_source: sequence``; ``embedding`` uses the last input
+  embedding, the authors' parallel form). This costs O(B) instead of O(B x L).
+* Item-side intent feature (``item_intent_feature``): each item embedding adds
+  the L1-normalised mix of its intents' projected vectors
+  (sum_j a_ij W_map p_j), so item text reaches items that have few
+  interactions; the same table scores the output.
+* Steering: ``steer_weights`` (one per intent, default 1, not saved) scale the
+  projected intent vectors everywhere they are used; weight 1 changes nothing.
+"""
+import torch
+import torch.nn.functional as F
+from recbole.model.abstract_recommender import SequentialRecommender
+from torch import nn
+
+from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
+from recbole_saerec.model.layers import BlockStack, trim_to_longest
+
+
+class SAERec(SequentialRecommender):
+    needs_intents = True  # quick_start builds the artefacts first when they are missing
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+
+        # --- load parameters -------------------------------------------------
+        self.n_layers = config["n_layers"]
+        self.n_heads = config["n_heads"]
+        self.hidden_size = config["hidden_size"]
+        self.inner_size = config["inner_size"]
+        self.hidden_dropout_prob = config["hidden_dropout_prob"]
+        self.attn_dropout_prob = config["attn_dropout_prob"]
+        self.layer_norm_eps = config["layer_norm_eps"]
+        self.initializer_range = config["initializer_range"]
+        self.S = config["intents_retrieved"]
+        self.ema_decay = config["ema_decay"]
+        self.use_personal = config["use_personal"]
+        self.use_public = config["use_public"]
+        self.use_ema = config["use_ema"]
+        self.fusion = config["fusion"]
+        self.intent_query = config["intent_query"]
+        self.intent_query_source = config["intent_query_source"]
+        self.item_intent_feature = config["item_intent_feature"]
+        self.autocast_bf16 = config["autocast_bf16"]
+        if config["loss_type"] != "CE":
+            raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
+        for key, value, allowed in (("fusion", self.fusion, ("adaptive", "sum")),
+                                    ("intent_query", self.intent_query, ("sequence", "last_item")),
+                                    ("intent_query_source", self.intent_query_source, ("sequence", "embedding"))):
+            if value not in allowed:
+                raise ValueError(f"SAERec: {key}='{value}' is not one of {allowed}.")
+
+        # --- intents (offline artefacts) -------------------------------------
+        iid_field = dataset.iid_field
+        item_tokens = list(dataset.field2id_token[iid_field][1:])
+        self.intent_dir = resolve_intent_dir(config)
+        arte = load_artefacts(self.intent_dir, config["dataset"], item_tokens=item_tokens,
+                              encoder=config["intent_encoder"] if config["intent_check_encoder"] else None)
+        self.n_intents = arte.n_intents
+        if not 1 <= self.S <= self.n_intents:
+            raise ValueError(
+                f"SAERec: intents_retrieved (S) = {self.S}, but the intent set in {self.intent_dir} has "
+                f"{self.n_intents} intents: choose 1 <= S <= {self.n_intents} (or keep more intents)."
+            )
+        self.intent_catalogue = arte.catalogue
+        self.intent_fingerprint = arte.fingerprint
+        self.register_buffer("intent_vectors", arte.vectors.clone())  # [m, d_t], saved with the model
+        activations = arte.item_activation_matrix(dataset.field2token_id[iid_field], self.n_items)
+        activations = activations / activations.abs().sum(1, keepdim=True).clamp_min(1e-12)
+        self.register_buffer("item_intent_activations", activations.to_sparse(), persistent=False)
+        # Public-intent state: EMA of retrieval frequency, and the last training batch's frequency.
+        self.register_buffer("public_ema", torch.zeros(self.n_intents))
+        self.register_buffer("last_batch_freq", torch.zeros(self.n_intents))
+        self.register_buffer("steer_weights", torch.ones(self.n_intents), persistent=False)
+
+        # --- define layers and loss --------------------------------------------
+        d = self.hidden_size
+        block_args = (self.n_heads, d, self.inner_size, self.hidden_dropout_prob, self.attn_dropout_prob,
+                      self.layer_norm_eps)
+        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        self.position_embedding = nn.Embedding(self.max_seq_length, d)
+        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
+        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.self_branch = BlockStack(self.n_layers, *block_args)
+        self.intent_map = nn.Linear(arte.dim, d, bias=False)  # W_map
+        n_intent_layers = config["intent_layers"]
+        self.personal_branch = BlockStack(n_intent_layers, *block_args) if self.use_personal else None
+        self.public_branch = BlockStack(n_intent_layers, *block_args) if self.use_public else None
+        self.n_branches = 1 + int(self.use_personal) + int(self.use_public)
+        self.fusion_gate = nn.Linear(self.n_branches * d, self.n_branches) if self.fusion == "adaptive" else None
+        self.loss_fct = nn.CrossEntropyLoss()
+
+        # --- initialise parameters -----------------------------------------------
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    # ------------------------------------------------------------------ pieces
+    def projected_intents(self):
+        """Q = W_map P, computed once per forward (not per sample), scaled by steering weights."""
+        return self.intent_map(self.intent_vectors) * self.steer_weights.unsqueeze(1)
+
+    def item_table(self, intents):
+        """Item embeddings used for both the input sequence and the output scores."""
+        table = self.item_embedding.weight
+        if self.item_intent_feature:
+            table = table + torch.sparse.mm(self.item_intent_activations, intents)
+        return table
+
+    def retrieve_personal(self, query, intents):
+        """Cosine of each user's query to every intent (one matmul, O(B x m)); top-S."""
+        scores = F.normalize(query, dim=-1) @ F.normalize(intents, dim=-1).T
+        top_scores, top_idx = scores.topk(self.S, dim=-1)
+        return top_scores, top_idx
+
+    @torch.no_grad()
+    def update_public_state(self, personal_idx):
+        """f_j(t) = share of the batch's users whose personal top-S holds j; EMA in training only."""
+        freq = torch.zeros_like(self.public_ema)
+        freq.scatter_add_(0, personal_idx.reshape(-1), torch.ones(personal_idx.numel(), device=freq.device))
+        freq /= personal_idx.shape[0]
+        self.last_batch_freq.copy_(freq)
+        self.public_ema.mul_(self.ema_decay).add_(freq, alpha=1.0 - self.ema_decay)
+
+    def public_indices(self):
+        source = self.public_ema if self.use_ema else self.last_batch_freq
+        return source.topk(self.S).indices
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, item_seq, item_seq_len, return_details=False):
+        with torch.autocast(item_seq.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            out = self._forward(item_seq, item_seq_len, return_details)
+        if return_details:
+            return out[0].float(), out[1]
+        return out.float()
+
+    def _forward(self, item_seq, item_seq_len, return_details):
+        item_seq = trim_to_longest(item_seq, item_seq_len)
+        intents = self.projected_intents()
+        table = self.item_table(intents)
+        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+        emb = table[item_seq] + self.position_embedding(positions).unsqueeze(0)
+        x = self.dropout(self.LayerNorm(emb))
+        h_seq = self.self_branch(x, causal=True)
+        last = (item_seq_len - 1).clamp_min(0)
+        rows = torch.arange(item_seq.shape[0], device=item_seq.device)
+        h_base = h_seq[rows, last]  # [B, d]
+        query_in = (h_base if self.intent_query_source == "sequence" else x[rows, last]).unsqueeze(1)
+
+        retrieval_query = h_base if self.intent_query == "sequence" else table[item_seq[rows, last]]
+        personal_scores, personal_idx = self.retrieve_personal(retrieval_query, intents)
+        if self.training:
+            self.update_public_state(personal_idx)
+        public_idx = self.public_indices()
+
+        branches = [h_base]
+        if self.use_personal:
+            branches.append(self.personal_branch(query_in, memory=intents[personal_idx]).squeeze(1))
+        if self.use_public:
+            memory = intents[public_idx].unsqueeze(0).expand(h_base.shape[0], -1, -1)
+            branches.append(self.public_branch(query_in, memory=memory).squeeze(1))
+        stacked = torch.stack(branches, dim=1)  # [B, n_branches, d]
+        if self.fusion_gate is not None:
+            weights = torch.softmax(self.fusion_gate(stacked.flatten(1)), dim=-1)
+        else:
+            weights = torch.ones(stacked.shape[:2], device=stacked.device, dtype=stacked.dtype)
+        user = (weights.unsqueeze(-1) * stacked).sum(1)
+        if not return_details:
+            return user
+        names = ["self"] + (["personal"] if self.use_personal else []) + (["public"] if self.use_public else [])
+        return user, {
+            "personal_idx": personal_idx, "personal_scores": personal_scores.float(), "public_idx": public_idx,
+            "fusion_weights": weights.float(), "branch_names": names, "item_table": table.float(),
+        }
+
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        user, details = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN], return_details=True)
+        logits = user @ details["item_table"].T
+        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])
+
+    def predict(self, interaction):
+        user, details = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], return_details=True)
+        return (user * details["item_table"][interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        user, details = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], return_details=True)
+        return user @ details["item_table"].T
