@@ -7,16 +7,23 @@
 Every other ``--key=value`` is a RecBole/plugin config key (RecBole parses them itself).
 """
 import argparse
+import sys
 
+from recbole_saerec.data import DatasetFilesMissingError
 from recbole_saerec.quick_start import run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", "-m", type=str, default="SAERec", help="SAERec or any RecBole model name")
-    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="dataset name")
+    # No defaults here: a --config_files yaml may name model/dataset itself; the Config
+    # then falls back to SAERec on ml-100k (the embedded default) when nothing names them.
+    parser.add_argument("--model", "-m", type=str, default=None, help="SAERec or any RecBole model name")
+    parser.add_argument("--dataset", "-d", type=str, default=None, help="dataset name")
     parser.add_argument("--config_files", type=str, default=None, help="space-separated yaml files")
     args, _ = parser.parse_known_args()
     config_file_list = args.config_files.strip().split(" ") if args.config_files else None
-    result = run(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    try:
+        result = run(model=args.model, dataset=args.dataset, config_file_list=config_file_list)
+    except DatasetFilesMissingError as exc:  # the data is not prepared: say what and how, no traceback
+        sys.exit(f"error: {exc}")
     print("\nbest valid:", result["best_valid_result"])
     print("test result:", result["test_result"])

@@ -49,17 +49,13 @@ class Config(RecBoleConfig):
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
-            model = self.external_config_dict.get("model")
-            if model is None:
-                raise KeyError("No model given: pass --model=<name> (SAERec or any RecBole model).")
+            model = self.external_config_dict.get("model", "SAERec")
         if isinstance(model, str):
             model_class = get_model(model)
         else:
             model_class, model = model, model.__name__
         if dataset is None:
-            dataset = self.external_config_dict.get("dataset")
-            if dataset is None:
-                raise KeyError("No dataset given: pass --dataset=<name>.")
+            dataset = self.external_config_dict.get("dataset", "ml-100k")
         return model, model_class, dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):

@@ -9,16 +9,18 @@ import os
 import sys
 from logging import getLogger
 
-from recbole.data import create_dataset, data_preparation
+from recbole.data import create_dataset
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_saerec.config import Config
+from recbole_saerec.data import check_dataset_files, split_with_protocol
 from recbole_saerec.utils import get_model, get_trainer
 
 
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     """Config, logger, dataset and splits: everything before the model exists."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+    check_dataset_files(config)  # [data] clear error + prepare command when the atomic files are missing
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -27,7 +29,8 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     ensure_intents(config)
     data = create_dataset(config)
     logger.info(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
+    # [data] protocol: clean (default) | authors_leaky (valid := test; comparison only, logs a warning)
+    train_data, valid_data, test_data = split_with_protocol(config, data)
     return config, data, train_data, valid_data, test_data
 
 

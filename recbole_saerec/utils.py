@@ -14,6 +14,7 @@ RECBOLE_SUBMODULES = ["general_recommender", "sequential_recommender", "context_
 # name -> module inside recbole_saerec.model. One model per file.
 PLUGIN_MODELS = {
     "SAERec": "recbole_saerec.model.saerec",
+    "GuidedRec": "recbole_saerec.model.guidedrec",
 }
 
 

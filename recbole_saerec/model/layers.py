@@ -10,6 +10,14 @@ written for speed on CPU and GPU:
   hides all padding keys; only padded query positions differ, and they are
   never read (models gather position len-1).
 * ``F.gelu`` (same exact-erf GELU as RecBole's hand-written one, fused).
+* Q, K and V in ONE matmul (the three Linear modules keep their names and
+  weights; their weights are concatenated per call).
+* Real tokens only (``packer=Packer(lengths, L)``): every position-wise
+  operation (Q/K/V and output projections, feed-forward, LayerNorms, dropout)
+  runs on the packed [N_real, d] tokens; only the attention itself sees the
+  padded [B, L, d] layout. Padded positions are never read by real ones (causal
+  mask, right padding), so real outputs are the same; on Beauty (~8 real of up
+  to 50 positions per sample) this removes most of a step's element-wise work.
 """
 import torch
 import torch.nn.functional as F
@@ -24,7 +32,7 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
-    def forward(self, x):
+    def forward(self, x):  # [..., d]: padded [B, L, d] or packed [N, d]
         return self.LayerNorm(x + self.dropout(self.dense_2(F.gelu(self.dense_1(x)))))
 
 
@@ -48,13 +56,27 @@ class Attention(nn.Module):
         b, n, d = x.shape
         return x.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2)
 
-    def forward(self, x, memory=None, causal=False):
-        kv = x if memory is None else memory
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(kv)), self._heads(self.value(kv))
+    def _qkv(self, x):
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        return F.linear(x, weight, bias)  # [..., 3d]
+
+    def forward(self, x, memory=None, causal=False, packer=None):
+        """x: [B, L, d] (or packed [N, d] with `packer`, self-attention only); memory: [B, M, d]."""
+        if memory is None:
+            qkv = self._qkv(x)
+            if packer is not None:  # one scatter of the packed q|k|v into the padded layout
+                qkv = packer.unpack(qkv)
+            q, k, v = qkv.chunk(3, dim=-1)
+        else:
+            q, k, v = self.query(x), self.key(memory), self.value(memory)
         ctx = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal
+            self._heads(q), self._heads(k), self._heads(v),
+            dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal,
         )
-        ctx = ctx.transpose(1, 2).reshape(x.shape)
+        ctx = ctx.transpose(1, 2).reshape(q.shape)
+        if packer is not None:
+            ctx = packer.pack(ctx)
         return self.LayerNorm(x + self.out_dropout(self.dense(ctx)))
 
 
@@ -66,8 +88,8 @@ class Block(nn.Module):
         self.attention = Attention(n_heads, hidden_size, hidden_dropout, attn_dropout, layer_norm_eps)
         self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, layer_norm_eps)
 
-    def forward(self, x, memory=None, causal=False):
-        return self.feed_forward(self.attention(x, memory=memory, causal=causal))
+    def forward(self, x, memory=None, causal=False, packer=None):
+        return self.feed_forward(self.attention(x, memory=memory, causal=causal, packer=packer))
 
 
 class BlockStack(nn.Module):
@@ -75,10 +97,34 @@ class BlockStack(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([Block(*block_args) for _ in range(n_layers)])
 
-    def forward(self, x, memory=None, causal=False):
+    def forward(self, x, memory=None, causal=False, packer=None):
         for layer in self.layers:
-            x = layer(x, memory=memory, causal=causal)
+            x = layer(x, memory=memory, causal=causal, packer=packer)
         return x
+
+
+class Packer:
+    """The real positions of a right-padded [B, L] batch, flattened to [N] (N = sum of lengths).
+
+    ``pack`` [B, L, d] -> [N, d]; ``unpack`` [N, d] -> [B, L, d] with zeros at padding;
+    ``positions`` [N] position of each token; ``last`` [B] packed index of each sequence's
+    last real token. A length of 0 counts as 1 (position 0 is read, as the padded path does).
+    """
+
+    def __init__(self, lengths, max_len):
+        lengths = lengths.clamp(1, max_len)
+        self.batch, self.max_len = lengths.shape[0], max_len
+        mask = torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+        self.index = mask.reshape(-1).nonzero().squeeze(1)  # [N] into B * L
+        self.positions = self.index % max_len
+        self.last = lengths.cumsum(0) - 1
+
+    def pack(self, x):
+        return x.reshape(-1, x.shape[-1]).index_select(0, self.index)
+
+    def unpack(self, t):
+        out = t.new_zeros(self.batch * self.max_len, t.shape[-1])
+        return out.index_copy_(0, self.index, t).view(self.batch, self.max_len, -1)  # in place: no clone
 
 
 def trim_to_longest(item_seq, item_seq_len):

@@ -34,7 +34,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
-from recbole_saerec.model.layers import BlockStack, trim_to_longest
+from recbole_saerec.model.layers import BlockStack, Packer, trim_to_longest
 
 
 class SAERec(SequentialRecommender):
@@ -62,6 +62,8 @@ class SAERec(SequentialRecommender):
         self.intent_query_source = config["intent_query_source"]
         self.item_intent_feature = config["item_intent_feature"]
         self.autocast_bf16 = config["autocast_bf16"]
+        self.pack_tokens = config["pack_tokens"] if "pack_tokens" in config else True
+        self.compile = config["compile"] if "compile" in config else False
         if config["loss_type"] != "CE":
             raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
         for key, value, allowed in (("fusion", self.fusion, ("adaptive", "sum")),
@@ -112,6 +114,8 @@ class SAERec(SequentialRecommender):
 
         # --- initialise parameters -----------------------------------------------
         self.apply(self._init_weights)
+        # opt-in: dynamic shapes (the packed token count changes every batch)
+        self._run = torch.compile(self._forward, dynamic=True) if self.compile else self._forward
 
     def _init_weights(self, module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -156,25 +160,34 @@ class SAERec(SequentialRecommender):
     # ----------------------------------------------------------------- forward
     def forward(self, item_seq, item_seq_len, return_details=False):
         with torch.autocast(item_seq.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = self._forward(item_seq, item_seq_len, return_details)
+            out = self._run(item_seq, item_seq_len, return_details)
         if return_details:
             return out[0].float(), out[1]
         return out.float()
 
     def _forward(self, item_seq, item_seq_len, return_details):
         item_seq = trim_to_longest(item_seq, item_seq_len)
-        intents = self.projected_intents()
-        table = self.item_table(intents)
-        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-        emb = table[item_seq] + self.position_embedding(positions).unsqueeze(0)
-        x = self.dropout(self.LayerNorm(emb))
-        h_seq = self.self_branch(x, causal=True)
-        last = (item_seq_len - 1).clamp_min(0)
-        rows = torch.arange(item_seq.shape[0], device=item_seq.device)
-        h_base = h_seq[rows, last]  # [B, d]
-        query_in = (h_base if self.intent_query_source == "sequence" else x[rows, last]).unsqueeze(1)
+        with torch.autocast(item_seq.device.type, enabled=False):  # small, once per forward: keep fp32
+            intents = self.projected_intents()
+            table = self.item_table(intents)
+        if self.pack_tokens:  # position-wise work on the real tokens only ([N, d], layers.Packer)
+            packer = Packer(item_seq_len, item_seq.shape[1])
+            items = item_seq.reshape(-1).index_select(0, packer.index)  # [N]
+            emb = table[items] + self.position_embedding(packer.positions)
+            x = self.dropout(self.LayerNorm(emb))
+            h_seq = self.self_branch(x, causal=True, packer=packer)
+            h_base, x_last, last_item = h_seq[packer.last], x[packer.last], items[packer.last]
+        else:  # padded [B, L, d]
+            positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+            emb = table[item_seq] + self.position_embedding(positions).unsqueeze(0)
+            x = self.dropout(self.LayerNorm(emb))
+            h_seq = self.self_branch(x, causal=True)
+            last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
+            rows = torch.arange(item_seq.shape[0], device=item_seq.device)
+            h_base, x_last, last_item = h_seq[rows, last], x[rows, last], item_seq[rows, last]  # [B, d]
+        query_in = (h_base if self.intent_query_source == "sequence" else x_last).unsqueeze(1)
 
-        retrieval_query = h_base if self.intent_query == "sequence" else table[item_seq[rows, last]]
+        retrieval_query = h_base if self.intent_query == "sequence" else table[last_item]
         personal_scores, personal_idx = self.retrieve_personal(retrieval_query, intents)
         if self.training:
             self.update_public_state(personal_idx)

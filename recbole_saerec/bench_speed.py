@@ -1,0 +1,630 @@
+"""Side-by-side speed benchmark: RecBole's SASRec vs SAERec on one dataset, one machine, one run.
+
+Usage::
+
+    python -m recbole_saerec.bench_speed --dataset=amazon-beauty [--data_path=dataset/] \
+        [--steps=40] [--warmup=3] [--batch=256] [--eval_batch=4096] [--rounds=3] \
+        [--hidden=64] [--layers=2] [--heads=2] [--inner=256] [--max_len=50] \
+        [--intent_dir=DIR | --synthetic_m=1200 --synthetic_dim=384] [--intents] \
+        [--bf16] [--compile] [--profile] [--out=bench_out] [--seed=2020]
+
+What it measures (both models get the SAME config: hidden size, layers, heads,
+inner size, dropout, batch, max length, CE over all items, Adam):
+
+* **Train step / epoch.** ``--steps`` batches are drawn once from the real
+  training loader (RecBole's shuffled sequential loader) and fed to BOTH models,
+  so batch lengths are identical. One step = ``zero_grad`` + ``calculate_loss``
+  + ``backward`` + ``Adam.step``. After ``--warmup`` untimed steps per model the
+  models alternate for ``--rounds`` rounds (SASRec N steps, SAERec N steps, ...),
+  which cancels most of the drift of a shared, noisy VM. **The epoch time is an
+  extrapolation**: median step time x steps per epoch, plus the loader's own
+  time per batch (measured separately, identical for both models).
+  ``--full_epoch`` additionally times one real epoch of each model.
+* **Full-sort evaluation** of ALL test users through RecBole's own
+  ``Trainer.evaluate`` (scores over all items, history masked, HR/NDCG@10/20),
+  alternated the same way.
+* **Peak memory**: CPU -- peak RSS of the process during each phase (a 5 ms
+  psutil sampler; ``ru_maxrss`` for the whole run in the JSON); GPU --
+  ``torch.cuda.max_memory_allocated`` per phase.
+* **Intent construction** (``--intents``): ``recbole_saerec.intents.build.build_intents``
+  for the dataset, whole and per stage (stages are timed by wrapping the stage
+  functions it calls, see ``STAGE_HOOKS``; a stage that is not found is reported
+  as missing).
+
+SAERec needs intent artefacts. With ``--intent_dir`` (or ``--intents``) it uses
+real ones; otherwise it writes SYNTHETIC artefacts (random m x d_t intents,
+random sparse item activations, the dataset's real item tokens) and labels every
+output row ``intents=synthetic``: speed depends only on m, d_t and the number of
+activations per item, not on their content (defaults m=1200, d_t=384, 16 per item,
+the size of Beauty's intent set).
+
+Outputs (``--out``): ``speed.csv`` (one row per model x metric), ``speed.json``
+(machine, versions, config, seed, raw timings), and with ``--profile``
+``profile_<model>.txt`` (torch.profiler tables of a few train steps).
+
+Profile findings (amazon-beauty, batch 256, length 50, hidden 64, 2-core CPU VM)
+-------------------------------------------------------------------------------
+See docs/speed.md for the measured tables. In short:
+
+* RecBole SASRec spends most of a step on [B, 50, 256] element-wise work
+  (hand-written erf GELU, dropout masks, LayerNorm) at ALL 50 positions,
+  although Beauty's training samples average ~8 real items: ~85% of that work
+  is on padding.
+* SAERec computes the position-wise work (embedding LayerNorm/dropout, Q/K/V
+  and output projections, feed-forward, LayerNorms) on the REAL tokens only
+  (packed [N_real, d]; ``layers.BlockStack(..., lengths=...)``); only the
+  attention itself sees a padded [B, L_max] layout. Outputs at real positions are
+  unchanged (tested).
+* What is left is the softmax CE over all items (the [B, n_items] logits and
+  their backward) and Adam over the item table -- the same cost in both models.
+"""
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import threading
+import time
+
+import torch
+
+MODELS = ("SASRec", "SAERec")
+SYNTHETIC_ENCODER = "synthetic-speed-bench"
+
+
+# ----------------------------------------------------------------------------- memory
+class PeakRSS:
+    """Peak resident memory of this process during a `with` block (CPU), sampled every 5 ms."""
+
+    def __init__(self, interval=0.005):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start = self.proc.memory_info().rss
+        self.peak = self.start
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+@contextlib.contextmanager
+def peak_memory(device, record):
+    """record['peak_mb'] (RSS on CPU, max allocated on GPU) and record['delta_mb'] (peak - start)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        yield
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        record["peak_mb"] = max(record.get("peak_mb", 0), peak / 2**20)
+        record["delta_mb"] = max(record.get("delta_mb", 0), (peak - start) / 2**20)
+    else:
+        with PeakRSS() as rss:
+            yield
+        record["peak_mb"] = max(record.get("peak_mb", 0), rss.peak / 2**20)
+        record["delta_mb"] = max(record.get("delta_mb", 0), (rss.peak - rss.start) / 2**20)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ------------------------------------------------------------------- synthetic intents
+def write_synthetic_intents(intent_dir, dataset_name, item_tokens, m=1200, dim=384, per_item=16, seed=0):
+    """Random intent artefacts for the dataset's real item tokens (speed only: content is irrelevant)."""
+    from recbole_saerec.artefacts import items_sha1, save_artefacts
+
+    g = torch.Generator().manual_seed(seed)
+    n = len(item_tokens)
+    vectors = torch.randn(m, dim, generator=g)
+    indices = torch.rand(n, m, generator=g).topk(per_item, dim=1).indices
+    values = torch.rand(n, per_item, generator=g)
+    fingerprint = {"dataset": dataset_name, "items_sha1": items_sha1(item_tokens), "n_items": n,
+                   "encoder": SYNTHETIC_ENCODER, "layer": None, "pooling": "mean", "corpus_sha1": "synthetic",
+                   "method": "synthetic", "n_latents": m, "k": per_item, "keep": "all", "judge": "none"}
+    catalogue = [{"row": j, "latent_id": j, "words": [], "summary": "synthetic (speed benchmark)",
+                  "verdict": "Yes", "frequency": 0.0} for j in range(m)]
+    save_artefacts(intent_dir, fingerprint, vectors, torch.arange(m), item_tokens, indices, values, catalogue,
+                   stats={"synthetic": True})
+    return intent_dir
+
+
+def dataset_item_tokens(data_path, dataset_name):
+    """Item tokens of the atomic .inter file (what RecBole's item set will be), without RecBole."""
+    path = os.path.join(data_path, dataset_name, f"{dataset_name}.inter")
+    tokens = set()
+    with open(path, encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        col = [h.split(":")[0] for h in header].index("item_id")
+        for line in f:
+            tokens.add(line.rstrip("\n").split("\t")[col])
+    return sorted(tokens)
+
+
+# ---------------------------------------------------------------------- intent build
+# (module, function) pairs that build_intents calls, wrapped with timers while it runs.
+STAGE_HOOKS = [
+    ("recbole_saerec.intents.corpus", "build_corpus", "corpus"),
+    ("recbole_saerec.intents.encode", "encode_cached", "encode"),
+    ("recbole_saerec.intents.sae_trainer", "SAETrainer.fit", "sae_train"),
+    ("recbole_saerec.intents.sae", "TopKSAE.codes", "sae_codes"),
+    ("recbole_saerec.intents.words", "explain_latents", "words"),
+    ("recbole_saerec.intents.words", "latent_words", "words"),
+    ("recbole_saerec.intents.judge", "judge_latents", "judge"),
+    ("recbole_saerec.intents.judge", "judge", "judge"),
+    ("recbole_saerec.intents.emit", "emit", "emit"),
+]
+
+
+def _resolve(module_name, dotted):
+    import importlib
+
+    try:
+        owner = importlib.import_module(module_name)
+    except ImportError:
+        return None, None, None
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None, None, None
+    fn = getattr(owner, parts[-1], None)
+    return (owner, parts[-1], fn) if fn is not None else (None, None, None)
+
+
+def time_intent_build(config, intent_dir):
+    """Run build_intents once; wall time per stage (sum over calls) + total. Returns a dict."""
+    try:
+        from recbole_saerec.intents.build import build_intents
+    except ImportError as err:
+        return {"error": f"recbole_saerec.intents.build.build_intents not importable: {err}"}
+    timings, patched, missing = {}, [], []
+    import sys as _sys
+
+    for module_name, dotted, stage in STAGE_HOOKS:
+        owner, name, fn = _resolve(module_name, dotted)
+        if fn is None:
+            missing.append(f"{module_name}.{dotted}")
+            continue
+
+        def wrapper(*args, __fn=fn, __stage=stage, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return __fn(*args, **kwargs)
+            finally:
+                timings[__stage] = timings.get(__stage, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, name, wrapper)
+        patched.append((owner, name, fn))
+        # modules that did `from x import f` hold their own reference: patch those too
+        for mod in list(_sys.modules.values()):
+            if mod is not None and getattr(mod, "__name__", "").startswith("recbole_saerec.intents") \
+                    and getattr(mod, name, None) is fn and mod is not owner:
+                setattr(mod, name, wrapper)
+                patched.append((mod, name, fn))
+    t0 = time.perf_counter()
+    try:
+        result = build_intents(config, intent_dir=intent_dir)
+    finally:
+        total = time.perf_counter() - t0
+        for owner, name, fn in reversed(patched):
+            setattr(owner, name, fn)
+    out = {"total_s": total, "stages_s": timings, "hooks_not_found": missing}
+    if isinstance(result, dict) and "timings" in result:
+        out["build_reported_timings"] = result["timings"]
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+def machine_facts(device):
+    import numpy
+    import recbole
+
+    facts = {
+        "platform": platform.platform(), "python": sys.version.split()[0], "processor": platform.processor(),
+        "cpu_count": os.cpu_count(), "torch": torch.__version__, "recbole": recbole.__version__,
+        "numpy": numpy.__version__, "torch_threads": torch.get_num_threads(),
+        "device": str(device), "ld_preload": os.environ.get("LD_PRELOAD", ""),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        facts["cpu_model"] = names[0] if names else ""
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        facts["ram_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+        facts["cuda"] = torch.version.cuda
+    return facts
+
+
+def shared_config(args):
+    cfg = {
+        "data_path": args.data_path, "seed": args.seed, "reproducibility": False,
+        "use_gpu": args.device == "cuda", "show_progress": False, "state": "WARNING",
+        "train_batch_size": args.batch, "eval_batch_size": args.eval_batch,
+        "hidden_size": args.hidden, "inner_size": args.inner, "n_layers": args.layers, "n_heads": args.heads,
+        "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02, "loss_type": "CE", "train_neg_sample_args": None,
+        "MAX_ITEM_LIST_LENGTH": args.max_len, "learning_rate": 1e-3, "weight_decay": 0.0,
+        "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
+        "checkpoint_dir": os.path.join(args.out, "saved"),
+    }
+    if args.data_path is None:
+        cfg.pop("data_path")
+    return cfg
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def train_step(model, optimizer, batch):
+    optimizer.zero_grad(set_to_none=True)
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def profile_eval(trainer, eval_data, path, device):
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        trainer.evaluate(eval_data, load_best_model=False, show_progress=False)
+        sync(device)
+    key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with open(path, "w") as f:
+        f.write(prof.key_averages().table(sort_by=key, row_limit=40))
+
+
+def profile_steps(model, optimizer, batches, path, device, n=5):
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    model.train()
+    with profile(activities=activities, record_shapes=True) as prof:
+        for batch in batches[:n]:
+            train_step(model, optimizer, batch)
+        sync(device)
+    key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with open(path, "w") as f:
+        f.write(prof.key_averages().table(sort_by=key, row_limit=40))
+        f.write("\n\nby input shape:\n")
+        f.write(prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=30))
+
+
+# -------------------------------------------------------------------------------- main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--data_path", default=None, help="folder holding <dataset>/ (default: the dataset yaml's)")
+    p.add_argument("--steps", type=int, default=30, help="timed train steps per model per round")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="alternation rounds (train and eval)")
+    p.add_argument("--eval_rounds", type=int, default=None, help="default: --rounds")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--eval_batch", type=int, default=4096)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--inner", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--max_len", type=int, default=50)
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--intent_dir", default=None, help="real intent artefacts for SAERec (default: synthetic)")
+    p.add_argument("--intents", action="store_true", help="build the intents (timed per stage) and use them")
+    p.add_argument("--synthetic_m", type=int, default=1200)
+    p.add_argument("--synthetic_dim", type=int, default=384)
+    p.add_argument("--synthetic_per_item", type=int, default=16)
+    p.add_argument("--bf16", action="store_true", help="SAERec with autocast_bf16 (SASRec stays fp32)")
+    p.add_argument("--compile", action="store_true", help="SAERec with compile: True")
+    p.add_argument("--saerec_config", default="{}", help="extra SAERec config as JSON")
+    p.add_argument("--variants", default="{}",
+                   help='extra SAERec variants as JSON {"name": {config overrides}}, e.g. {"SAERec-padded": {"pack_tokens": false}}')
+    p.add_argument("--no_eval", action="store_true", help="skip the evaluation timing")
+    p.add_argument("--full_epoch", action="store_true", help="also time one real epoch per model")
+    p.add_argument("--profile", action="store_true", help="write torch.profiler tables per model")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--anomaly", action="store_true",
+                   help="keep autograd anomaly detection as RecBole's import left it (SINE turns it on globally)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--out", default="bench_out")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+
+    from recbole_saerec.config import Config
+    from recbole_saerec.data import split_with_protocol
+    from recbole_saerec.utils import get_model, get_trainer
+
+    models = [m for m in args.models.split(",") if m]
+    variants = json.loads(args.variants)
+    model_class = {name: name for name in models}
+    for name in variants:
+        models.append(name)
+        model_class[name] = "SAERec"
+    base = shared_config(args)
+    saerec_extra = json.loads(args.saerec_config)
+    if args.bf16:
+        saerec_extra["autocast_bf16"] = True
+    if args.compile:
+        saerec_extra["compile"] = True
+    report = {"command": " ".join([os.path.basename(sys.executable), "-m", "recbole_saerec.bench_speed"]
+                                  + (sys.argv[1:] if argv is None else list(argv))),
+              "args": vars(args), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    # --- intents -----------------------------------------------------------------
+    configs = {}
+    intent_source, intent_info = None, {}
+    if "SAERec" in models or variants:
+        probe = Config(model="SAERec", dataset=args.dataset, config_dict=dict(base, intent_autobuild=False))
+        data_root = os.path.dirname(os.path.normpath(probe["data_path"]))
+        if args.intents:
+            intent_dir = args.intent_dir or os.path.join(args.out, "intents", args.dataset)
+            print(f"[bench] building intents for {args.dataset} into {intent_dir} (timed per stage) ...", flush=True)
+            intent_info = time_intent_build(probe, intent_dir)
+            print(f"[bench] intent build: {json.dumps(intent_info, default=str)}", flush=True)
+            intent_source = "built" if "error" not in intent_info else None
+        elif args.intent_dir:
+            intent_dir, intent_source = args.intent_dir, "given"
+        if intent_source is None:
+            intent_dir = os.path.join(args.out, "synthetic_intents", args.dataset)
+            tokens = dataset_item_tokens(data_root, args.dataset)
+            write_synthetic_intents(intent_dir, args.dataset, tokens, args.synthetic_m, args.synthetic_dim,
+                                    args.synthetic_per_item, seed=args.seed)
+            intent_source = "synthetic"
+            print(f"[bench] SYNTHETIC intents (m={args.synthetic_m}, d_t={args.synthetic_dim}, "
+                  f"{args.synthetic_per_item}/item) for {len(tokens)} items in {intent_dir}", flush=True)
+        saerec_cfg = dict(base, intent_dir=os.path.abspath(intent_dir), intent_autobuild=False, **saerec_extra)
+        if intent_source == "synthetic":
+            saerec_cfg["intent_check_encoder"] = False
+        configs["SAERec"] = Config(model="SAERec", dataset=args.dataset, config_dict=saerec_cfg)
+        for name, overrides in variants.items():
+            configs[name] = Config(model="SAERec", dataset=args.dataset, config_dict=dict(saerec_cfg, **overrides))
+    for name in models:
+        if name not in configs:
+            configs[name] = Config(model=name, dataset=args.dataset, config_dict=dict(base))
+
+    # --- data (once, shared) ------------------------------------------------------------
+    first = configs[models[0]]
+    init_seed(args.seed, False)
+    t0 = time.perf_counter()
+    dataset = create_dataset(first)
+    train_data, valid_data, test_data = split_with_protocol(first, dataset)
+    load_s = time.perf_counter() - t0
+    device = first["device"]
+    steps_per_epoch = len(train_data)
+    n_eval_users = test_data.sample_size
+    print(f"[bench] {dataset.dataset_name}: {dataset.user_num - 1} users, {dataset.item_num - 1} items, "
+          f"{len(train_data.dataset)} training samples = {steps_per_epoch} steps of {args.batch}; "
+          f"data loaded in {load_s:.1f} s; device {device}", flush=True)
+
+    n_batches = args.warmup + args.steps
+    batches = []
+    t0 = time.perf_counter()
+    for batch in train_data:
+        batches.append(batch)
+        if len(batches) == n_batches:
+            break
+    loader_s_per_step = (time.perf_counter() - t0) / max(len(batches), 1)
+    batches = [b.to(device) for b in batches]
+    lens = torch.cat([b["item_length"] for b in batches]).float()
+    batch_max = [int(b["item_length"].max()) for b in batches]
+    print(f"[bench] {len(batches)} batches: mean sample length {lens.mean():.1f}, median batch max length "
+          f"{median(batch_max)}, loader {loader_s_per_step * 1e3:.1f} ms/batch", flush=True)
+
+    # --- models --------------------------------------------------------------------
+    built = {}
+    for name in models:
+        config = configs[name]
+        init_seed(args.seed, False)
+        model = get_model(model_class[name])(config, train_data._dataset).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+        trainer = get_trainer(config["MODEL_TYPE"], model_class[name])(config, model)
+        n_params = sum(p.numel() for p in model.parameters())
+        built[name] = {"model": model, "optimizer": optimizer, "trainer": trainer, "params": n_params}
+    # RecBole's recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True)
+    # at import time, i.e. whenever any RecBole sequential model is imported (get_model("SASRec") does).
+    # That NaN-checks every backward output (~40% of a step here). Same setting for both models.
+    anomaly_on_import = torch.is_anomaly_enabled()
+    if not args.anomaly:
+        torch.autograd.set_detect_anomaly(False)
+    print(f"[bench] autograd anomaly detection: {torch.is_anomaly_enabled()} for both models "
+          f"(after RecBole's imports it was {anomaly_on_import})", flush=True)
+    records = {name: {"step_s": [], "step_cpu_s": [], "eval_s": [], "eval_cpu_s": [], "mem_train": {}, "mem_eval": {}} for name in models}
+
+    # warm-up (untimed; includes compile when asked)
+    for name in models:
+        b = built[name]
+        b["model"].train()
+        t0 = time.perf_counter()
+        for batch in batches[: args.warmup]:
+            train_step(b["model"], b["optimizer"], batch)
+        sync(device)
+        records[name]["warmup_s"] = time.perf_counter() - t0
+    if args.profile:
+        for name in models:
+            profile_steps(built[name]["model"], built[name]["optimizer"], batches[args.warmup:],
+                          os.path.join(args.out, f"profile_{name}.txt"), device)
+            profile_eval(built[name]["trainer"], test_data, os.path.join(args.out, f"profile_eval_{name}.txt"), device)
+
+    # --- train steps, alternating ------------------------------------------------------
+    timed = batches[args.warmup:]
+    for r in range(args.rounds):
+        order = models if r % 2 == 0 else models[::-1]
+        for name in order:
+            b, rec = built[name], records[name]
+            b["model"].train()
+            with peak_memory(device, rec["mem_train"]):
+                for batch in timed:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    train_step(b["model"], b["optimizer"], batch)
+                    sync(device)
+                    rec["step_s"].append(time.perf_counter() - t0)
+                    rec["step_cpu_s"].append(time.process_time() - c0)
+            print(f"[bench] round {r + 1} {name:7s} train: median {median(rec['step_s'][-len(timed):]) * 1e3:.0f} "
+                  f"ms/step wall, {median(rec['step_cpu_s'][-len(timed):]) * 1e3:.0f} ms/step CPU", flush=True)
+
+    # --- full-sort evaluation over ALL test users, alternating --------------------------
+    eval_rounds = 0 if args.no_eval else (args.eval_rounds or args.rounds)
+    for r in range(eval_rounds):
+        order = models if r % 2 == 0 else models[::-1]
+        for name in order:
+            b, rec = built[name], records[name]
+            with peak_memory(device, rec["mem_eval"]):
+                t0, c0 = time.perf_counter(), time.process_time()
+                result = b["trainer"].evaluate(test_data, load_best_model=False, show_progress=False)
+                sync(device)
+                rec["eval_s"].append(time.perf_counter() - t0)
+                rec["eval_cpu_s"].append(time.process_time() - c0)
+            rec["eval_result"] = {k: round(float(v), 4) for k, v in result.items()}
+            print(f"[bench] round {r + 1} {name:7s} eval : {rec['eval_s'][-1]:.2f} s wall, "
+                  f"{rec['eval_cpu_s'][-1]:.2f} s CPU", flush=True)
+
+    # --- optional full real epoch ---------------------------------------------------------
+    if args.full_epoch:
+        for name in models:
+            b = built[name]
+            b["model"].train()
+            t0 = time.perf_counter()
+            for batch in train_data:
+                train_step(b["model"], b["optimizer"], batch.to(device))
+            sync(device)
+            records[name]["full_epoch_s"] = time.perf_counter() - t0
+            print(f"[bench] {name} full epoch: {records[name]['full_epoch_s']:.1f} s", flush=True)
+
+    # --- table ---------------------------------------------------------------------------
+    rows = []
+    label = f"intents={intent_source}" if intent_source else ""
+    for name in models:
+        rec = records[name]
+        step = median(rec["step_s"])
+        row = {
+            "dataset": args.dataset, "model": name, "device": str(device),
+            "intents": (intent_source if model_class[name] == "SAERec" else "-"),
+            "bf16": bool(configs[name]["autocast_bf16"]) if "autocast_bf16" in configs[name] else False,
+            "compile": bool(configs[name]["compile"]) if "compile" in configs[name] else False,
+            "params": built[name]["params"],
+            "step_ms_median": round(step * 1e3, 1),
+            "step_cpu_ms_median": round(median(rec["step_cpu_s"]) * 1e3, 1),
+            "step_ms_min": round(min(rec["step_s"]) * 1e3, 1),
+            "step_ms_max": round(max(rec["step_s"]) * 1e3, 1),
+            "steps_timed": len(rec["step_s"]), "steps_per_epoch": steps_per_epoch,
+            "epoch_s_extrapolated": round((step + loader_s_per_step) * steps_per_epoch, 1),
+            "full_epoch_s": round(rec["full_epoch_s"], 1) if "full_epoch_s" in rec else "",
+            "eval_s_median": round(median(rec["eval_s"]), 2) if rec["eval_s"] else "",
+            "eval_s_min": round(min(rec["eval_s"]), 2) if rec["eval_s"] else "",
+            "eval_cpu_s_median": round(median(rec["eval_cpu_s"]), 2) if rec["eval_cpu_s"] else "",
+            "eval_users": n_eval_users,
+            "train_peak_mb": round(rec["mem_train"].get("peak_mb", 0)),
+            "train_delta_mb": round(rec["mem_train"].get("delta_mb", 0)),
+            "eval_peak_mb": round(rec["mem_eval"].get("peak_mb", 0)),
+            "eval_delta_mb": round(rec["mem_eval"].get("delta_mb", 0)),
+            "warmup_s": round(rec["warmup_s"], 1),
+        }
+        rows.append(row)
+    if "SASRec" in records and "SAERec" in records:
+        # per-round ratios (each round ran both models back to back) and their median
+        n = args.steps
+        sa = records["SASRec"]["step_s"]
+        for row in rows:
+            if model_class[row["model"]] != "SAERec":
+                continue
+            se = records[row["model"]]["step_s"]
+            round_ratios = [median(se[i * n:(i + 1) * n]) / median(sa[i * n:(i + 1) * n]) for i in range(args.rounds)]
+            eval_ratios = [e / s for e, s in zip(records[row["model"]]["eval_s"], records["SASRec"]["eval_s"])]
+            row["step_ratio_vs_sasrec"] = round(median(round_ratios), 3)
+            row["step_ratio_rounds"] = " ".join(f"{x:.2f}" for x in round_ratios)
+            ce, ca = records[row["model"]]["step_cpu_s"], records["SASRec"]["step_cpu_s"]
+            row["step_cpu_ratio_vs_sasrec"] = round(median(
+                [median(ce[i * n:(i + 1) * n]) / median(ca[i * n:(i + 1) * n]) for i in range(args.rounds)]), 3)
+            row["eval_ratio_vs_sasrec"] = round(median(eval_ratios), 3) if eval_ratios else ""
+    cols = ["model", "intents", "step_ms_median", "step_ratio_vs_sasrec", "step_cpu_ms_median", "step_cpu_ratio_vs_sasrec", "epoch_s_extrapolated", "full_epoch_s",
+            "eval_s_median", "eval_ratio_vs_sasrec", "train_peak_mb", "eval_peak_mb"]
+    print()
+    print(f"autograd anomaly detection {'ON' if torch.is_anomaly_enabled() else 'off'} for both models")
+    print(f"{args.dataset}: {steps_per_epoch} steps/epoch of {args.batch}, {n_eval_users} eval users, "
+          f"device {device}, {os.cpu_count()} CPUs, torch {torch.__version__} {label}")
+    print("epoch_s_extrapolated = (median step + loader time per batch) x steps per epoch")
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)))
+    if intent_info:
+        print(f"intent construction: {json.dumps(intent_info, default=str)}")
+
+    all_cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(os.path.join(args.out, "speed.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=all_cols)
+        writer.writeheader()
+        writer.writerows(rows)
+        if intent_info and "stages_s" in intent_info:
+            for stage, secs in dict(intent_info["stages_s"], total=intent_info["total_s"]).items():
+                writer.writerow({"dataset": args.dataset, "model": f"intent_build:{stage}",
+                                 "device": str(device), "intents": "built", "step_ms_median": "",
+                                 "epoch_s_extrapolated": round(secs, 1)})
+    report.update({
+        "machine": machine_facts(device), "seed": args.seed,
+        "dataset": {"name": args.dataset, "users": dataset.user_num - 1, "items": dataset.item_num - 1,
+                    "train_samples": len(train_data.dataset), "steps_per_epoch": steps_per_epoch,
+                    "eval_users": n_eval_users, "load_s": load_s,
+                    "timed_batches_mean_len": float(lens.mean()), "timed_batches_max_len": batch_max},
+        "loader_s_per_step": loader_s_per_step, "anomaly_detection": torch.is_anomaly_enabled(),
+        "anomaly_detection_after_recbole_import": anomaly_on_import, "intents": {"source": intent_source, **intent_info},
+        "config": {name: {k: (configs[name][k] if k in configs[name] else None)
+                          for k in ["hidden_size", "inner_size", "n_layers", "n_heads", "MAX_ITEM_LIST_LENGTH",
+                                    "train_batch_size", "eval_batch_size", "hidden_dropout_prob",
+                                    "attn_dropout_prob", "loss_type", "autocast_bf16", "compile",
+                                    "intents_retrieved", "intent_layers"]} for name in models},
+        "rows": rows,
+        "raw": {name: {"step_s": records[name]["step_s"], "eval_s": records[name]["eval_s"],
+                       "step_cpu_s": records[name]["step_cpu_s"], "eval_cpu_s": records[name]["eval_cpu_s"],
+                       "eval_result": records[name].get("eval_result")} for name in models},
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    })
+    with open(os.path.join(args.out, "speed.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    print(f"[bench] wrote {os.path.join(args.out, 'speed.csv')} and speed.json")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Explain SAERec recommendations with the intents the model itself used.
+
+    python -m recbole_saerec.explain --checkpoint=saved/SAERec-....pth --user=196
+    python -m recbole_saerec.explain --checkpoint=... --users=196,186,22 --topk 10 --json out.json
+    python -m recbole_saerec.explain --checkpoint=... --all --json all.json
+    python -m recbole_saerec.explain --checkpoint=... --user=196 --png user196.png
+
+For each user, at the TEST position (the same input sequence and held-out item that
+the test metrics use): the last items of the sequence (titles from the dataset's
+``.item`` file), the top-K recommendations with scores, the held-out item's rank,
+the personal intents retrieved for the user (words, summary, cosine score), the
+public intents shared by all users (EMA activation), and the fusion weight of each
+branch. Everything intent-related is read from the model's own forward pass
+(``forward(..., return_details=True)``), never recomputed here; the scores are
+``user @ item_table.T`` from that same pass, i.e. ``full_sort_predict``.
+
+Library::
+
+    from recbole_saerec.explain import load_model, explain_users, format_explanation
+    bundle = load_model("saved/SAERec-....pth")
+    for e in explain_users(bundle, ["196", "186"], topk=10):
+        print(format_explanation(e))
+
+Many users are explained in batched forward passes (``eval_batch_size`` users each).
+"""
+import argparse
+import csv
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+TITLE_FIELDS = ("title", "movie_title", "name", "item_name")
+
+
+# ---------------------------------------------------------------------------- loading
+@dataclass
+class Bundle:
+    """A trained model with its config, dataset, splits and item text."""
+    config: object
+    dataset: object
+    train_data: object
+    valid_data: object
+    test_data: object
+    model: object
+    items: "ItemText"
+    checkpoint: str
+
+
+def load_model(checkpoint, data_path=None, device=None, quiet=True):
+    """Load a saved checkpoint like RecBole's ``load_data_and_model``, through the plugin.
+
+    Config comes from the checkpoint; dataset and splits are rebuilt with the plugin's
+    Config / ``create_dataset`` / ``split_with_protocol`` (same protocol as training), the
+    model is rebuilt and its weights loaded with :func:`recbole_saerec.trainer.load_checkpoint`
+    (torch >= 2.6 safe; only for checkpoints you trust: they are pickles).
+
+    Args:
+        checkpoint: path of a ``.pth`` written by ``run_recbole_saerec.py`` / ``quick_start.run``.
+        data_path: folder holding ``<dataset>/`` when it moved since training (the config key).
+        device: 'cpu' / 'cuda'; default: the training device if available, else the CPU.
+    """
+    import logging
+
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+
+    from recbole_saerec.data import split_with_protocol
+    from recbole_saerec.trainer import load_checkpoint
+    from recbole_saerec.utils import get_model
+
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"No checkpoint at {checkpoint}.")
+    saved = load_checkpoint(checkpoint)
+    config = saved["config"]
+    if data_path:
+        config["data_path"] = os.path.join(data_path, config["dataset"])
+    if device is None:
+        device = config["device"]
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            device = "cpu"
+    config["device"] = torch.device(device)
+    config["use_gpu"] = torch.device(device).type == "cuda"
+    if quiet:
+        logging.getLogger().setLevel(logging.ERROR)
+    init_seed(config["seed"], config["reproducibility"])
+    with warnings.catch_warnings():
+        if quiet:  # RecBole 1.2.1 + pandas 2: chained-assignment FutureWarnings on every load
+            warnings.simplefilter("ignore", FutureWarning)
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = split_with_protocol(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    state = saved["state_dict"]
+    if "intent_vectors" in state and hasattr(model, "intent_vectors"):
+        # The catalogue and item activations come from the artefact directory (not from the
+        # checkpoint): refuse an artefact build other than the one the model was trained with.
+        if state["intent_vectors"].shape != model.intent_vectors.shape or not torch.equal(
+                state["intent_vectors"].cpu(), model.intent_vectors.cpu()):
+            raise ValueError(
+                f"The intent artefacts in {model.intent_dir} are not the ones {checkpoint} was trained with "
+                f"(intent vectors differ: {tuple(state['intent_vectors'].shape)} saved vs "
+                f"{tuple(model.intent_vectors.shape)} now). Point intent_dir at the original build.")
+    model.load_state_dict(state)
+    model.load_other_parameter(saved.get("other_parameter"))
+    model.eval()
+    items = ItemText.from_config(config, dataset)
+    return Bundle(config, dataset, train_data, valid_data, test_data, model, items, str(checkpoint))
+
+
+# ------------------------------------------------------------------------- item text
+class ItemText:
+    """Raw item columns from ``<data_path>/<dataset>.item`` (what RecBole did not load)."""
+
+    def __init__(self, columns, rows, title_field=None):
+        self.columns = columns  # field names without the ':type' suffix
+        self.rows = rows  # token -> {field: raw string}
+        self.title_field = title_field or next((f for f in TITLE_FIELDS if f in columns), None)
+
+    @classmethod
+    def from_config(cls, config, dataset, title_field=None):
+        path = os.path.join(config["data_path"], f"{config['dataset']}.item")
+        if not os.path.isfile(path):
+            return cls([], {}, title_field)
+        encoding = config["encoding"] if "encoding" in config and config["encoding"] else "utf-8"
+        sep = config["field_separator"] if "field_separator" in config and config["field_separator"] else "\t"
+        rows = {}
+        with open(path, encoding=encoding, errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=sep, quoting=csv.QUOTE_NONE)
+            header = [h.split(":")[0] for h in next(reader)]
+            iid = dataset.iid_field if dataset.iid_field in header else header[0]
+            key = header.index(iid)
+            for rec in reader:
+                if len(rec) > key:
+                    rows[rec[key]] = dict(zip(header, rec))
+        return cls(header, rows, title_field)
+
+    def title(self, token):
+        row = self.rows.get(str(token))
+        if row and self.title_field and row.get(self.title_field, "").strip():
+            return row[self.title_field].strip()
+        return str(token)
+
+    def field(self, token, name):
+        row = self.rows.get(str(token))
+        return (row or {}).get(name, "")
+
+    def labels(self, token, name, sep=None):
+        """A multi-valued column as a list: split on `sep`, else on '|' when present, else on spaces."""
+        raw = self.field(token, name).strip()
+        if not raw:
+            return []
+        if sep is None:
+            sep = "|" if "|" in raw else None
+        return [part.strip() for part in raw.split(sep) if part.strip()]
+
+
+# ------------------------------------------------------------------------- forward pass
+def test_rows(bundle, users=None):
+    """Row indices in the test split for raw user tokens (None: every test user, in split order)."""
+    ds = bundle.test_data._dataset
+    uid_field = ds.uid_field
+    uids = ds.inter_feat[uid_field].numpy()
+    if users is None:
+        return np.arange(len(uids))
+    row_of = {int(u): r for r, u in enumerate(uids)}
+    rows = []
+    for token in users:
+        token = str(token)
+        if token not in ds.field2token_id[uid_field]:
+            raise KeyError(f"Unknown user '{token}' (raw {uid_field} of dataset '{bundle.config['dataset']}').")
+        uid = ds.field2token_id[uid_field][token]
+        if uid not in row_of:
+            raise KeyError(f"User '{token}' has no test interaction (too short a sequence?).")
+        rows.append(row_of[uid])
+    return np.asarray(rows, dtype=np.int64)
+
+
+def batches(bundle, rows, batch_size=None):
+    """Test interactions (the loader's own transform applied) in chunks of `batch_size` rows."""
+    loader = bundle.test_data
+    batch_size = batch_size or bundle.config["eval_batch_size"]
+    for start in range(0, len(rows), batch_size):
+        index = rows[start:start + batch_size]
+        inter = loader._dataset[index]
+        inter = loader.transform(loader._dataset, inter)
+        yield index, inter.to(bundle.config["device"])
+
+
+@torch.no_grad()
+def scored_forward(model, interaction):
+    """One forward pass: (scores [B, n_items] with [PAD] at -inf, details from the model)."""
+    user, details = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN],
+                                  return_details=True)
+    scores = user @ details["item_table"].T  # == full_sort_predict
+    scores[:, 0] = -torch.inf  # as RecBole's full-sort evaluation
+    return user, scores, details
+
+
+# ------------------------------------------------------------------------- explanations
+def intent_entry(model, row, **extra):
+    cat = model.intent_catalogue[row]
+    return {"row": int(row), "latent_id": cat.get("latent_id"), "words": list(cat.get("words", [])),
+            "summary": cat.get("summary", ""), "steer_weight": float(model.steer_weights[row]), **extra}
+
+
+def explain_users(bundle, users=None, topk=10, n_history=10, batch_size=None):
+    """Explanations (list of dicts, JSON-ready) for raw user tokens; None = every test user."""
+    model, ds = bundle.model, bundle.test_data._dataset
+    model.eval()
+    uid_field, iid_field = ds.uid_field, ds.iid_field
+    out = []
+    for _, inter in batches(bundle, test_rows(bundle, users), batch_size):
+        user_vec, scores, details = scored_forward(model, inter)
+        top_scores, top_ids = scores.topk(topk, dim=-1)
+        targets = inter[iid_field]
+        target_scores = scores.gather(1, targets.unsqueeze(1))
+        target_ranks = (scores > target_scores).sum(1)  # 0-based; RecBole's topk order on exact ties
+        public_idx = details["public_idx"].tolist()
+        public_act = model.public_ema if getattr(model, "use_ema", True) else model.last_batch_freq
+        public = [intent_entry(model, j, activation=float(public_act[j])) for j in public_idx]
+        seqs, lens = inter[model.ITEM_SEQ].cpu(), inter[model.ITEM_SEQ_LEN].cpu()
+        for b in range(len(inter)):
+            n = int(lens[b])
+            hist_ids = seqs[b, max(0, n - n_history):n].tolist()
+            hist_tok = ds.id2token(iid_field, hist_ids) if hist_ids else []
+            rec_tok = ds.id2token(iid_field, top_ids[b].cpu().numpy())
+            target_tok = ds.id2token(iid_field, int(targets[b]))
+            rank = int(target_ranks[b])
+            out.append({
+                "user": str(ds.id2token(uid_field, int(inter[uid_field][b]))),
+                "sequence_length": n,
+                "history": [{"item": str(t), "title": bundle.items.title(t)} for t in hist_tok],
+                "target": {"item": str(target_tok), "title": bundle.items.title(target_tok), "rank": rank + 1,
+                           "score": float(target_scores[b]), f"hit@{topk}": rank < topk},
+                "recommendations": [
+                    {"rank": r + 1, "item": str(t), "title": bundle.items.title(t), "score": float(s)}
+                    for r, (t, s) in enumerate(zip(rec_tok, top_scores[b].tolist()))],
+                "personal_intents": [
+                    intent_entry(model, j, score=float(s))
+                    for j, s in zip(details["personal_idx"][b].tolist(), details["personal_scores"][b].tolist())],
+                "public_intents": public,
+                "fusion": dict(zip(details["branch_names"], details["fusion_weights"][b].tolist())),
+            })
+    return out
+
+
+def _intent_line(entry, value_key):
+    words = ", ".join(entry["words"][:8])
+    return (f"  {entry[value_key]:6.3f}  #{entry['row']:<4} {entry['summary'] or '(no summary)'}"
+            f"  [{words}]" + ("" if entry["steer_weight"] == 1 else f"  (steer x{entry['steer_weight']:g})"))
+
+
+def format_explanation(e):
+    """Readable text of one explanation dict."""
+    t, k = e["target"], len(e["recommendations"])
+    lines = [f"User {e['user']}  (test position: {e['sequence_length']} items seen; held-out next item "
+             f"'{t['title']}' ranked {t['rank']}{' - a hit' if t['rank'] <= k else ''})",
+             f"Last {len(e['history'])} items (oldest first):"]
+    lines += [f"  {i + 1:3d}. {h['title']}  [{h['item']}]" for i, h in enumerate(e["history"])]
+    lines.append(f"Top-{k} recommendations (score):")
+    for r in e["recommendations"]:
+        mark = "   <- held-out test item" if r["item"] == t["item"] else ""
+        lines.append(f"  {r['rank']:3d}. {r['score']:7.3f}  {r['title']}  [{r['item']}]{mark}")
+    lines.append("Personal intents (cosine of the user's retrieval query to the intent):")
+    lines += [_intent_line(p, "score") for p in e["personal_intents"]]
+    if e["public_intents"]:
+        lines.append("Public intents (shared by all users; EMA activation frequency):")
+        lines += [_intent_line(p, "activation") for p in e["public_intents"]]
+    lines.append("Fusion weights: " + " | ".join(f"{name} {w:.3f}" for name, w in e["fusion"].items()))
+    return "\n".join(lines)
+
+
+def _short(entry, width=46):
+    text = entry["summary"] or ", ".join(entry["words"][:4])
+    text = f"#{entry['row']} {text}"
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def plot_user(e, path):
+    """PNG: personal intents (cosine), public intents (activation), fusion weights."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per, pub = e["personal_intents"], e["public_intents"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * max(len(per), len(pub), 3) + 1.8),
+                             gridspec_kw={"width_ratios": [3, 3, 1.4]})
+    for ax, entries, key, title, color in ((axes[0], per, "score", "personal intents (cosine)", "tab:blue"),
+                                           (axes[1], pub, "activation", "public intents (EMA activation)",
+                                            "tab:orange")):
+        labels = [_short(x) for x in entries][::-1]
+        ax.barh(labels, [x[key] for x in entries][::-1], color=color)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+    names, weights = list(e["fusion"]), list(e["fusion"].values())
+    axes[2].bar(names, weights, color=["tab:gray", "tab:blue", "tab:orange"][:len(names)])
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title("fusion weights", fontsize=10)
+    fig.suptitle(f"user {e['user']}: held-out '{e['target']['title'][:40]}' ranked {e['target']['rank']}",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------- CLI
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="saved .pth of a trained SAERec")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="one raw user id")
+    who.add_argument("--users", help="comma-separated raw user ids")
+    who.add_argument("--all", action="store_true", help="every test user (use --json; text for the first 3)")
+    parser.add_argument("--topk", type=int, default=10)
+    parser.add_argument("--history", type=int, default=10, help="how many of the last items to show")
+    parser.add_argument("--json", help="write the explanations to this JSON file")
+    parser.add_argument("--png", help="PNG per user: this path (one user) or <stem>_<user>.png (several)")
+    parser.add_argument("--data_path", help="folder holding <dataset>/ when it moved since training")
+    parser.add_argument("--device", help="cpu | cuda (default: training device when available)")
+    parser.add_argument("--batch_size", type=int, help="users per forward pass (default: eval_batch_size)")
+    args = parser.parse_args(argv)
+
+    bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device)
+    users = None if args.all else ([args.user] if args.user else [u.strip() for u in args.users.split(",")])
+    try:
+        result = explain_users(bundle, users, topk=args.topk, n_history=args.history, batch_size=args.batch_size)
+    except KeyError as exc:
+        sys.exit(f"error: {exc.args[0]}")
+    shown = result[:3] if args.all else result
+    print("\n\n".join(format_explanation(e) for e in shown))
+    if args.all:
+        print(f"\n... {len(result)} users explained" + (f" (all in {args.json})" if args.json else ""))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"], "topk": args.topk,
+                       "users": result}, f, indent=1, ensure_ascii=False)
+    if args.png:
+        stem, ext = os.path.splitext(args.png)
+        for e in result if len(result) <= 50 else result[:50]:
+            plot_user(e, args.png if len(result) == 1 else f"{stem}_{e['user']}{ext or '.png'}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

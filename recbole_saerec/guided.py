@@ -1,0 +1,355 @@
+"""Guided item embeddings (offline part of GuidedRec) and the attribution CLI.
+
+Guided embedding refinement (Jia et al. 2025; METHOD.md, last section): every item
+gets one text vector PER interpretable attribute (category, brand, price band,
+use/audience words, era ...), written from templates in yaml and encoded with the
+plugin's text encoder (:mod:`recbole_saerec.intents.encode`). Keeping one vector per
+attribute (not one vector for the whole text) keeps every model dimension
+attributable to one attribute.
+
+Attributes (``guided_templates``, name -> template):
+
+* ``{field}`` is a column of the raw ``<dataset>.item`` file (cleaned as the intent
+  corpus cleans it); ``{a|b}`` takes the first non-empty of ``a`` and ``b``, so one
+  template serves Amazon (``categories``) and MovieLens (``class``).
+* derived fields: ``{price_band}`` (quantile band of ``guided_price_field``, named by
+  ``guided_price_bands``), ``{year_band}`` (decade of ``guided_year_field``),
+  ``{use_words}`` (the words of ``guided_text_fields`` found in the
+  ``guided_use_words`` lexicon: use / audience / skin type ...), and
+  ``{categories}`` without the category levels that more than
+  ``guided_category_max_share`` of the items share (the root "Beauty").
+* An item whose template has an empty field has NO value for that attribute: its
+  block is the zero vector (nothing is invented). With ``guided_fill: True`` and an
+  LM judge backend (``judge_backend: openai`` / ``llama_cpp``, see intents/judge.py)
+  the LM is asked for the missing value from the item's text; answers are cached.
+* An attribute that no item has (e.g. brand on ml-100k) is dropped, with a log line.
+
+Cache: ``<guided_cache_dir>/<dataset>/guided-<fingerprint>.pt``; the fingerprint
+hashes the dataset's item set, the templates, every attribute text and the encoder
+settings, so a change of any of them rebuilds, and the same inputs always give the
+same tensors (the encoder runs in fp32 by default: ``guided_encode_bf16: False``).
+
+Attribution CLI (which attribute blocks drive a recommendation)::
+
+    python -m recbole_saerec.guided --checkpoint=saved/GuidedRec-....pth --users=196,186 --topk 5
+    python -m recbole_saerec.guided --checkpoint=... --summary        # share per block over all test users
+
+The score of item i for user u is ``h_u . e_i`` with ``e_i = [g_i1; ...; g_iA; b_i]``,
+so it splits exactly into one term per block (``GuidedRec.contributions``).
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+from logging import getLogger
+
+import numpy as np
+import torch
+
+from recbole_saerec.artefacts import items_sha1
+from recbole_saerec.intents.corpus import _as_list, _cfg, atomic_path, clean_value, read_atomic, read_atomic_header
+
+FORMAT_VERSION = 1
+_FIELD = re.compile(r"\{([^{}]+)\}")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
+
+
+# ---------------------------------------------------------------------------- attributes
+def _split_levels(value):
+    sep = "|" if "|" in value else ","
+    return [p.strip() for p in value.split(sep) if p.strip()]
+
+
+def derived_fields(config, rows):
+    """Add ``price_band``, ``year_band``, ``use_words`` and the trimmed ``categories`` to each row (in place)."""
+    price_field = _cfg(config, "guided_price_field", "price")
+    bands = _as_list(_cfg(config, "guided_price_bands", ["budget", "affordable", "mid-range", "premium", "luxury"]))
+    prices = {}
+    for tok, row in rows.items():
+        try:
+            p = float(row.get(price_field, ""))
+            if np.isfinite(p) and p > 0:
+                prices[tok] = p
+        except ValueError:
+            pass
+    if prices and bands:
+        edges = np.quantile(np.array(list(prices.values())), np.linspace(0, 1, len(bands) + 1)[1:-1])
+        for tok, p in prices.items():
+            rows[tok]["price_band"] = bands[int(np.searchsorted(edges, p, side="right"))]
+    year_field = _cfg(config, "guided_year_field", "release_year")
+    for row in rows.values():
+        m = re.search(r"(1[89]|20)\d\d", row.get(year_field, ""))
+        if m:
+            row["year_band"] = f"{m.group(0)[:3]}0s"
+    lexicon = [w.lower() for w in _as_list(_cfg(config, "guided_use_words", []))]
+    text_fields = _as_list(_cfg(config, "guided_text_fields", []))
+    max_words = int(_cfg(config, "guided_max_use_words", 6))
+    if lexicon:
+        single = {w for w in lexicon if " " not in w}
+        phrases = [w for w in lexicon if " " in w]
+        for row in rows.values():
+            text = " ".join(row.get(f, "") for f in text_fields).lower()
+            found = [p for p in phrases if p in text]
+            found += [w for w in _WORD.findall(text) if w in single]
+            row["use_words"] = ", ".join(list(dict.fromkeys(found))[:max_words])
+    if any("categories" in row for row in rows.values()):
+        max_share = float(_cfg(config, "guided_category_max_share", 0.5))
+        levels = {tok: _split_levels(row.get("categories", "")) for tok, row in rows.items()}
+        counts = {}
+        for lv in levels.values():
+            for name in set(lv):
+                counts[name] = counts.get(name, 0) + 1
+        for tok, lv in levels.items():
+            kept = [x for x in lv if counts[x] <= max_share * len(rows)]
+            rows[tok]["categories"] = ", ".join(dict.fromkeys(kept))
+
+
+def fill_template(template, row):
+    """The template with its fields filled; None when a field is empty for this item."""
+    values = {}
+    for spec in _FIELD.findall(template):
+        value = next((row.get(f.strip(), "").strip() for f in spec.split("|") if row.get(f.strip(), "").strip()), "")
+        if not value:
+            return None
+        values[spec] = value
+    return _FIELD.sub(lambda m: values[m.group(1)], template)
+
+
+def item_rows(config, item_tokens):
+    """item token -> {column: cleaned text} from the raw ``.item`` file (empty rows when there is none)."""
+    rows = {tok: {} for tok in item_tokens}
+    path = atomic_path(config, "item")
+    if not os.path.isfile(path):
+        getLogger().warning(f"GuidedRec: no {path}; every guided attribute is empty")
+        return rows
+    sep, enc = _cfg(config, "field_separator", "\t"), _cfg(config, "encoding", "utf-8")
+    columns = list(read_atomic_header(path, sep, enc))
+    iid = config["ITEM_ID_FIELD"]
+    df = read_atomic(path, columns, sep, enc)
+    for rec in df.to_dict("records"):
+        tok = str(rec[iid])
+        if tok in rows:
+            rows[tok] = {k: clean_value(str(v)) for k, v in rec.items() if k != iid}
+    return rows
+
+
+def fill_missing(config, rows, texts, templates, cache_dir):
+    """Ask the configured LM for attributes that an item lacks (``guided_fill: True``); cached JSONL."""
+    from recbole_saerec.intents.judge import LMJudge, make_judge
+
+    judge = make_judge(config)
+    if not isinstance(judge, LMJudge):
+        getLogger().warning("GuidedRec: guided_fill needs an LM judge backend (judge_backend: openai | llama_cpp); "
+                            "missing attributes stay empty")
+        return texts, None
+    path = os.path.join(cache_dir, f"fill-{hashlib.sha1(judge.model.encode()).hexdigest()[:10]}.jsonl")
+    cache = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            cache = {r["key"]: r["answer"] for r in map(json.loads, f)}
+    fields = _as_list(_cfg(config, "guided_text_fields", [])) or ["title"]
+    with open(path, "a", encoding="utf-8") as out:
+        for tok, row in rows.items():
+            source = ". ".join(row.get(f, "") for f in fields if row.get(f, ""))
+            for name, template in templates.items():
+                if texts[tok][name] is not None or not source:
+                    continue
+                key = hashlib.sha1(f"{name}\0{template}\0{source}".encode()).hexdigest()
+                if key not in cache:
+                    messages = [{"role": "user", "content": (
+                        f"Item: {source}\nIn at most 6 words, what is this item's {name}? Answer with the words "
+                        "only, or 'unknown'.")}]
+                    lines = (judge.complete(messages) or "").strip().splitlines()
+                    cache[key] = lines[0].strip(" .\"'") if lines else ""
+                    out.write(json.dumps({"key": key, "answer": cache[key]}) + "\n")
+                    out.flush()
+                answer = cache[key]
+                if answer and answer.lower() != "unknown":
+                    texts[tok][name] = fill_template(template, {**row, **{f: answer for f in _FIELD.findall(template)}})
+    return texts, judge.model
+
+
+def attribute_texts(config, item_tokens, cache_dir=None):
+    """(attribute names kept, {token: {name: text or None}}, fill model or None)."""
+    templates = dict(_cfg(config, "guided_templates", {}) or {})
+    if not templates:
+        raise ValueError("GuidedRec: guided_templates is empty; name at least one attribute template.")
+    rows = item_rows(config, item_tokens)
+    derived_fields(config, rows)
+    texts = {tok: {name: fill_template(t, row) for name, t in templates.items()} for tok, row in rows.items()}
+    fill_model = None
+    if _cfg(config, "guided_fill", False):
+        texts, fill_model = fill_missing(config, rows, texts, templates, cache_dir)
+    kept = []
+    for name in templates:
+        n = sum(texts[tok][name] is not None for tok in item_tokens)
+        if n == 0:
+            getLogger().info(f"GuidedRec: attribute '{name}' is empty for every item: dropped")
+        else:
+            getLogger().info(f"GuidedRec: attribute '{name}' present for {n}/{len(item_tokens)} items")
+            kept.append(name)
+    if not kept:
+        raise ValueError(f"GuidedRec: no item has any attribute of guided_templates={templates} "
+                         f"(columns of {atomic_path(config, 'item')}?)")
+    return kept, texts, fill_model
+
+
+# ---------------------------------------------------------------------------- encoding + cache
+def encoder_spec(config):
+    name = _cfg(config, "guided_encoder", None) or _cfg(config, "intent_encoder", "all-MiniLM-L6-v2")
+    layer = _cfg(config, "intent_encoder_layer", None)
+    return {"encoder": str(name), "layer": None if layer is None else int(layer),
+            "pooling": _cfg(config, "intent_pooling", "mean"), "normalize": bool(_cfg(config, "intent_normalize", True)),
+            "max_length": int(_cfg(config, "intent_max_length", 256)),
+            "bf16": bool(_cfg(config, "guided_encode_bf16", False))}
+
+
+def build_guided(config, item_tokens, encoder=None):
+    """Per attribute: unique texts' vectors and each item's row (0 = attribute missing).
+
+    Returns a dict: ``names`` [A], ``vectors`` list of float32 [T_a + 1, d_t] (row 0 zeros),
+    ``index`` int64 [n_items, A] into them (item order = ``item_tokens``), ``texts``
+    list of the T_a texts per attribute, ``fingerprint``. Cached on disk.
+    """
+    item_tokens = [str(t) for t in item_tokens]
+    cache_dir = os.path.join(_cfg(config, "guided_cache_dir", "saved/guided_cache"), str(config["dataset"]))
+    os.makedirs(cache_dir, exist_ok=True)
+    names, texts, fill_model = attribute_texts(config, item_tokens, cache_dir)
+    unique = {name: sorted({texts[t][name] for t in item_tokens if texts[t][name] is not None}) for name in names}
+    spec = encoder_spec(config)
+    h = hashlib.sha1(json.dumps({"v": FORMAT_VERSION, "dataset": str(config["dataset"]), "encoder": spec,
+                                 "items": items_sha1(item_tokens), "fill": fill_model}, sort_keys=True).encode())
+    for tok in item_tokens:
+        h.update(json.dumps([tok] + [texts[tok][n] for n in names]).encode("utf-8"))
+    fingerprint = h.hexdigest()[:16]
+    path = os.path.join(cache_dir, f"guided-{fingerprint}.pt")
+    if os.path.isfile(path):
+        return torch.load(path, weights_only=True)
+    from recbole_saerec.intents.encode import TextEncoder, encode_cached
+
+    if encoder is None:
+        encoder = TextEncoder(name=spec["encoder"], layer=spec["layer"], pooling=spec["pooling"],
+                              normalize=spec["normalize"], bf16=spec["bf16"], max_length=spec["max_length"],
+                              device="cuda" if torch.cuda.is_available() and _cfg(config, "use_gpu", True) else "cpu")
+    flat = [t for name in names for t in unique[name]]
+    emb = torch.from_numpy(encode_cached(encoder, flat, cache_dir, progress=False, desc="guided attributes"))
+    vectors, index, start = [], torch.zeros(len(item_tokens), len(names), dtype=torch.long), 0
+    for a, name in enumerate(names):
+        block = emb[start:start + len(unique[name])]
+        start += len(unique[name])
+        vectors.append(torch.cat([torch.zeros(1, emb.shape[1]), block]).contiguous())
+        row_of = {t: r + 1 for r, t in enumerate(unique[name])}
+        index[:, a] = torch.tensor([row_of.get(texts[t][name], 0) for t in item_tokens])
+    out = {"names": names, "vectors": vectors, "index": index, "texts": [unique[n] for n in names],
+           "item_tokens": item_tokens, "fingerprint": fingerprint, "encoder": spec}
+    tmp = path + ".tmp"
+    torch.save(out, tmp)
+    os.replace(tmp, path)
+    return out
+
+
+# ---------------------------------------------------------------------------- PCA of a base table
+def pca_reduce(x, n_components=None, variance=None):
+    """PCA of the rows of ``x`` [n, d] via SVD of the centred matrix (as sklearn's full-SVD PCA).
+
+    ``variance`` (0 < v <= 1) picks the smallest k whose explained variance ratio sums to
+    at least v; otherwise ``n_components``. Returns (coords [n, k], ratios [k], components [k, d], mean [d]).
+    """
+    x = x.double()
+    mean = x.mean(0)
+    u, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+    ratio = s ** 2 / (s ** 2).sum()
+    if variance is not None:
+        k = int(torch.searchsorted(ratio.cumsum(0), torch.tensor(float(variance), dtype=ratio.dtype) - 1e-12)) + 1
+        k = min(k, ratio.numel())
+    else:
+        k = min(int(n_components), ratio.numel())
+    return ((x - mean) @ vt[:k].T).float(), ratio[:k].float(), vt[:k].float(), mean.float()
+
+
+# ---------------------------------------------------------------------------- attribution CLI
+def _block_text(model, item_id, block):
+    if block >= len(model.attr_names):
+        return "(collaborative: base embedding)"
+    row = int(model.item_attr[item_id, block])
+    return model.attr_texts[block][row - 1] if row > 0 else "(missing)"
+
+
+def explain_users(bundle, users=None, topk=10):
+    """Per user: top-K items with their score split by block (attribute names + 'base')."""
+    from recbole_saerec.explain import batches, test_rows
+
+    model = bundle.model
+    ds = bundle.test_data._dataset
+    uid_tokens, iid_tokens = ds.field2id_token[ds.uid_field], ds.field2id_token[ds.iid_field]
+    out = []
+    for index, inter in batches(bundle, test_rows(bundle, users)):
+        with torch.no_grad():
+            user, table = model.user_and_table(inter[model.ITEM_SEQ], inter[model.ITEM_SEQ_LEN])
+            scores = user @ table.T
+            scores[:, 0] = -torch.inf
+            top = scores.topk(topk, dim=1).indices
+            contrib = model.contributions(user, table, top)  # [B, K, blocks]
+        for b in range(top.shape[0]):
+            items = []
+            for k in range(topk):
+                i = int(top[b, k])
+                items.append({"item": str(iid_tokens[i]), "title": bundle.items.title(iid_tokens[i]),
+                              "score": float(scores[b, i]),
+                              "blocks": {name: {"contribution": float(contrib[b, k, j]),
+                                                "value": _block_text(model, i, j)}
+                                         for j, name in enumerate(model.block_names)}})
+            out.append({"user": str(uid_tokens[int(inter[ds.uid_field][b])]), "recommendations": items})
+    return out
+
+
+def block_summary(bundle, topk=10):
+    """Over every test user's top-K: mean |contribution| share and mean contribution per block."""
+    rows = explain_users(bundle, None, topk)
+    names = bundle.model.block_names
+    mags = np.array([[abs(r["blocks"][n]["contribution"]) for n in names] for u in rows for r in u["recommendations"]])
+    vals = np.array([[r["blocks"][n]["contribution"] for n in names] for u in rows for r in u["recommendations"]])
+    share = (mags / mags.sum(1, keepdims=True).clip(1e-12)).mean(0)
+    return {n: {"abs_share": float(s), "mean_contribution": float(v)} for n, s, v in zip(names, share, vals.mean(0))}
+
+
+def format_user(e):
+    lines = [f"user {e['user']}"]
+    for rank, r in enumerate(e["recommendations"], 1):
+        lines.append(f"  {rank:2d}. {r['title'][:60]}  score {r['score']:.3f}")
+        for name, b in sorted(r["blocks"].items(), key=lambda kv: -abs(kv[1]["contribution"])):
+            lines.append(f"        {name:>10s} {b['contribution']:+.3f}  {b['value'][:70]}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Which attribute blocks drive GuidedRec's recommendations.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--users", default=None, help="comma-separated raw user ids (default: the first 3 test users)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--summary", action="store_true", help="block shares over all test users' top-K")
+    p.add_argument("--json", default=None, help="write the result as JSON here")
+    p.add_argument("--data_path", default=None)
+    args = p.parse_args(argv)
+    from recbole_saerec.explain import load_model
+
+    bundle = load_model(args.checkpoint, data_path=args.data_path)
+    if args.summary:
+        result = block_summary(bundle, args.topk)
+        for name, s in result.items():
+            print(f"{name:>12s}  |share| {s['abs_share']:.3f}  mean contribution {s['mean_contribution']:+.4f}")
+    else:
+        users = args.users.split(",") if args.users else None
+        if users is None:
+            ds = bundle.test_data._dataset
+            users = [ds.field2id_token[ds.uid_field][int(u)] for u in ds.inter_feat[ds.uid_field][:3]]
+        result = explain_users(bundle, users, args.topk)
+        print("\n\n".join(format_user(e) for e in result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""Offline intent construction, end to end (METHOD.md stage 1): ``build_intents(config)``.
+
+corpus (training split only) -> text embeddings -> TopK SAE (or KMeans-Intent)
+-> top words per latent -> judge -> keep rule -> artefacts (the contract of
+``recbole_saerec.artefacts``) plus readable extras:
+
+    catalogue.md / catalogue.csv   the kept intents (words, summary, verdict, frequency, example texts)
+    all_latents.csv                every live latent with its verdict (kept or not)
+    <dataset>.itemintent           the per-item activations as a RecBole atomic file
+    intent_catalogue.png           activation-frequency histogram + verdict counts
+    sae.json                       the SAE's (or KMeans') metrics
+
+Expensive stages are cached under ``intent_cache_dir`` (default
+``<intent_dir>/cache``): embeddings by (texts, encoder, layer, pooling ...),
+the SAE by (embeddings, every SAE setting), verdicts by (words, judge). A
+rebuild with the same settings therefore only re-reads the dataset and
+re-writes the files. The old manifest is removed before anything is written
+and the new one is written last, so an interrupted build never loads as
+complete.
+"""
+import csv
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from logging import getLogger
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recbole_saerec.artefacts import MANIFEST, items_sha1, resolve_intent_dir, save_artefacts
+from recbole_saerec.intents.corpus import build_corpus
+from recbole_saerec.intents.encode import cache_key, encode_cached, make_encoder
+
+VERDICT_ORDER = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
+
+
+def _cfg(config, key, default=None):
+    try:
+        value = config[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def _sha(obj):
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _say(msg, progress):
+    """To RecBole's logger when one is set up (console + log file), else to stdout."""
+    if getLogger().handlers:
+        getLogger().info(msg)
+    elif progress:
+        print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------- stages
+
+def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
+    """SAE (or KMeans) on the embeddings -> (method, directions [M, d], center [d], codes, metrics).
+
+    ``codes`` = (acts [n, k], indices [n, k]); ``directions`` are what the words
+    are matched against and what becomes the intent vectors (SAE: encoder rows;
+    KMeans: centroids); ``center`` is subtracted from word embeddings before
+    matching (SAE: b_dec, which the encoder subtracts from its inputs; KMeans:
+    the data mean).
+    """
+    from recbole_saerec.intents.sae_trainer import (SAETrainer, default_k, default_n_latents, load_sae,
+                                                    save_sae)
+
+    method = str(_cfg(config, "intent_method", "sae")).lower()
+    seed = int(_cfg(config, "sae_seed", _cfg(config, "seed", 2020)))
+    n_latents = int(_cfg(config, "sae_n_latents", 0) or default_n_latents(len(x)))
+    if method == "kmeans":
+        from recbole_saerec.intents.kmeans import fit_kmeans
+
+        n_clusters = int(_cfg(config, "kmeans_n_clusters", 0) or n_latents)
+        path = os.path.join(cache_dir, f"kmeans-{_sha([emb_key, n_clusters, seed])}.pt")
+        if os.path.isfile(path):
+            saved = torch.load(path, weights_only=True)
+            centroids, codes = saved["centroids"], (saved["acts"], saved["indices"])
+            metrics = json.loads(saved["metrics"])
+        else:
+            _say(f"[intents] KMeans-Intent: {n_clusters} clusters on {len(x)} texts", progress)
+            centroids, codes, metrics = fit_kmeans(x, n_clusters, seed=seed)
+            os.makedirs(cache_dir, exist_ok=True)
+            torch.save({"centroids": centroids, "acts": codes[0], "indices": codes[1],
+                        "metrics": json.dumps(metrics)}, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        center = torch.as_tensor(np.asarray(x).mean(0))
+        return method, centroids, center, codes, metrics
+    if method != "sae":
+        raise ValueError(f"intent_method={method!r}: choose 'sae' or 'kmeans'.")
+    settings = {
+        "n_latents": n_latents, "k": int(_cfg(config, "sae_k", 0) or default_k(source)),
+        "tied": bool(_cfg(config, "sae_tied", True)), "lr": _cfg(config, "sae_lr", None),
+        "batch_size": int(_cfg(config, "sae_batch_size", 1024)), "steps": _cfg(config, "sae_steps", None),
+        "auxk_coef": float(_cfg(config, "sae_auxk_coef", 1 / 32)), "auxk_k": _cfg(config, "sae_auxk_k", None),
+        "auxk_scale": bool(_cfg(config, "sae_auxk_scale", True)), "dead_steps": _cfg(config, "sae_dead_steps", None),
+        "b_dec_init": str(_cfg(config, "sae_b_dec_init", "median")), "seed": seed,
+    }
+    path = os.path.join(cache_dir, f"sae-{_sha([emb_key, settings])}.pt")
+    loaded = load_sae(path)
+    if loaded is None:
+        _say(f"[intents] TopK SAE: M={settings['n_latents']} latents, k={settings['k']}, "
+             f"tied={settings['tied']}, on {len(x)} texts", progress)
+        use_gpu = bool(_cfg(config, "use_gpu", True)) and torch.cuda.is_available()
+        sae, metrics = SAETrainer(**settings, device="cuda" if use_gpu else "cpu", progress=progress).fit(x)
+        save_sae(path, sae, metrics)
+    else:
+        sae, metrics = loaded
+        _say(f"[intents] SAE loaded from cache {path}", progress)
+    codes = sae.codes(torch.as_tensor(x))
+    return method, sae.W_enc.detach().clone(), sae.b_dec.detach().clone(), codes, metrics
+
+
+def codes_matrix(codes, n_latents):
+    """Sparse [n_texts, M] matrix of the per-text codes (zeros dropped)."""
+    acts, idx = (t.numpy() for t in codes)
+    rows = np.repeat(np.arange(len(acts)), acts.shape[1])
+    mat = sp.csr_matrix((acts.ravel(), (rows, idx.ravel())), shape=(len(acts), n_latents))
+    mat.eliminate_zeros()
+    return mat
+
+
+def item_activations(corpus, item_tokens, text_codes, kept, top_r):
+    """Per-item mean code over the item's entries, restricted to ``kept`` latents, top-r per item.
+
+    Returns (indices [n_items, r] into the kept rows, -1 = empty; values [n_items, r]).
+    """
+    pos = {t: i for i, t in enumerate(item_tokens)}
+    rows = np.array([pos[t] for t in corpus.entry_item], dtype=np.int64)
+    counts = np.bincount(rows, minlength=len(item_tokens)).astype(np.float64)
+    avg = sp.csr_matrix((1.0 / counts[rows], (rows, corpus.entry_text)), shape=(len(item_tokens), len(corpus.texts)))
+    item_mat = (avg @ text_codes)[:, kept].tocsr()  # columns = intent rows
+    indices = np.full((len(item_tokens), top_r), -1, dtype=np.int64)
+    values = np.zeros((len(item_tokens), top_r), dtype=np.float32)
+    for i in range(len(item_tokens)):
+        lo, hi = item_mat.indptr[i], item_mat.indptr[i + 1]
+        cols, vals = item_mat.indices[lo:hi], item_mat.data[lo:hi]
+        keep = vals > 0
+        cols, vals = cols[keep], vals[keep]
+        order = np.argsort(-vals, kind="stable")[:top_r]
+        indices[i, :len(order)] = cols[order]
+        values[i, :len(order)] = vals[order]
+    return torch.as_tensor(indices), torch.as_tensor(values)
+
+
+def top_examples(text_codes, texts, latents, n=3):
+    """latent -> its ``n`` most strongly activating texts (for reading the catalogue)."""
+    csc = text_codes.tocsc()
+    out = {}
+    for j in latents:
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        order = np.argsort(-csc.data[lo:hi], kind="stable")[:n]
+        out[j] = [texts[csc.indices[lo:hi][o]] for o in order]
+    return out
+
+
+# ----------------------------------------------------------------------------- extra files
+
+def _md_cell(s):
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def write_catalogue_tables(intent_dir, catalogue, all_latents, header):
+    with open(os.path.join(intent_dir, "catalogue.md"), "w", encoding="utf-8") as f:
+        f.write(f"# Intent catalogue\n\n{header}\n\n")
+        f.write("| row | latent | verdict | frequency | summary | words | example texts |\n"
+                "|---|---|---|---|---|---|---|\n")
+        for c in catalogue:
+            f.write(f"| {c['row']} | {c['latent_id']} | {c['verdict']} | {c['frequency']:.4f} | "
+                    f"{_md_cell(c['summary'])} | {_md_cell(', '.join(c['words']))} | "
+                    f"{_md_cell(' / '.join(c.get('examples', [])))} |\n")
+    fields = ["row", "latent_id", "verdict", "frequency", "item_frequency", "summary", "words", "examples"]
+    with open(os.path.join(intent_dir, "catalogue.csv"), "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for c in catalogue:
+            w.writerow([c["row"], c["latent_id"], c["verdict"], f"{c['frequency']:.6f}",
+                        f"{c.get('item_frequency', 0):.6f}", c["summary"], " ".join(c["words"]),
+                        " / ".join(c.get("examples", []))])
+    with open(os.path.join(intent_dir, "all_latents.csv"), "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["latent_id", "kept", "verdict", "frequency", "summary", "words"])
+        for a in all_latents:
+            w.writerow([a["latent_id"], int(a["kept"]), a["verdict"], f"{a['frequency']:.6f}", a["summary"],
+                        " ".join(a["words"])])
+
+
+def write_itemintent(path, item_field, item_tokens, indices, values, seq_sep=" "):
+    """``<dataset>.itemintent``: item_id:token, intent_row:token_seq, intent_act:float_seq (items with intents)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(f"{item_field}:token\tintent_row:token_seq\tintent_act:float_seq\n")
+        for tok, idx, val in zip(item_tokens, indices.tolist(), values.tolist()):
+            pairs = [(i, v) for i, v in zip(idx, val) if i >= 0]
+            if pairs:
+                f.write(f"{tok}\t{seq_sep.join(str(i) for i, _ in pairs)}\t"
+                        f"{seq_sep.join(f'{v:.5g}' for _, v in pairs)}\n")
+    os.replace(path + ".tmp", path)
+
+
+def write_plot(path, all_latents, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    freq = np.array([x["frequency"] for x in all_latents])
+    kept = np.array([x["kept"] for x in all_latents], dtype=bool)
+    bins = np.logspace(np.log10(max(freq.min(), 1e-5)), np.log10(max(freq.max(), 2e-5)), 30) if len(freq) else 10
+    a.hist([freq[~kept], freq[kept]], bins=bins, stacked=True, label=["not kept", "kept (intents)"],
+           color=["#bbbbbb", "#1f77b4"])
+    a.set_xscale("log")
+    a.set_xlabel("activation frequency (share of corpus texts)")
+    a.set_ylabel("latents")
+    a.legend()
+    a.set_title("live latents")
+    counts = Counter(x["verdict"] for x in all_latents)
+    b.bar(VERDICT_ORDER, [counts.get(v, 0) for v in VERDICT_ORDER], color="#1f77b4")
+    b.set_title("judge verdicts")
+    b.set_ylabel("latents")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+# ----------------------------------------------------------------------------- the build
+
+def build_intents(config, intent_dir=None, progress=True):
+    """Build the intent artefacts for ``config``'s dataset; returns the manifest dict.
+
+    ``config`` is the plugin's Config (model SAERec, so the intent and judge
+    keys are there); ``intent_dir`` defaults to ``resolve_intent_dir(config)``.
+    """
+    from recbole.data import create_dataset
+
+    from recbole_saerec.intents.interpret import build_vocabulary, top_words_per_latent
+    from recbole_saerec.intents.judge import keep_rule, make_judge
+
+    t0 = time.time()
+    timings = {}
+    intent_dir = os.path.abspath(intent_dir) if intent_dir else resolve_intent_dir(config)
+    cache_dir = os.path.abspath(_cfg(config, "intent_cache_dir", None) or os.path.join(intent_dir, "cache"))
+    # Half the cores by default: on this project's shared 2-core machines a second thread
+    # made the SAE ~25x SLOWER under load (1.5 s vs 0.06 s per step), spinning against others.
+    threads = _cfg(config, "intent_num_threads", None) or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(int(threads))
+    dataset_name = config["dataset"]
+
+    # 1. corpus
+    dataset = create_dataset(config)
+    item_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
+    corpus = build_corpus(config, dataset)
+    del dataset
+    _say(f"[intents] corpus ({corpus.source}): {len(corpus.texts)} texts, {len(corpus.entry_item)} entries, "
+         f"{corpus.stats.get('items_covered')}/{len(item_tokens)} items with text", progress)
+    timings["corpus_s"] = round(time.time() - t0, 1)
+
+    # 2. embeddings
+    t = time.time()
+    encoder = make_encoder(config)
+    chunk = int(_cfg(config, "intent_encode_chunk", 512))
+    x = encode_cached(encoder, corpus.texts, cache_dir, chunk_size=chunk, progress=progress, desc="encode texts")
+    emb_key = cache_key(corpus.texts, encoder)
+    timings["encode_s"] = round(time.time() - t, 1)
+
+    # 3. SAE / KMeans
+    t = time.time()
+    method, directions, center, codes, metrics = fit_codes(config, x, emb_key, corpus.source, cache_dir, progress)
+    n_latents = directions.shape[0]
+    text_codes = codes_matrix(codes, n_latents)
+    freq = np.asarray(metrics["frequency"], dtype=np.float64)
+    alive = [j for j in range(n_latents) if freq[j] > 0]
+    timings["fit_s"] = round(time.time() - t, 1)
+
+    # 4. words per latent (vocabulary embedded with the same encoder)
+    t = time.time()
+    vocab = build_vocabulary(corpus.texts, max_words=int(_cfg(config, "intent_vocab_size", 5000)),
+                             min_count=int(_cfg(config, "intent_vocab_min_count", 2)))
+    if not vocab:
+        raise ValueError(f"intent vocabulary of '{dataset_name}' is empty: the corpus has no word in >= "
+                         f"intent_vocab_min_count={_cfg(config, 'intent_vocab_min_count', 2)} texts. Lower it.")
+    word_emb = encode_cached(encoder, vocab, cache_dir, chunk_size=chunk, progress=progress, desc="encode words")
+    word_t = torch.as_tensor(word_emb)
+    dir_for_words = directions if method == "sae" else directions - center
+    top_n = int(_cfg(config, "intent_top_words", 10))
+    temperature = float(_cfg(config, "intent_word_temperature", 0.05))
+    words, scores = top_words_per_latent(dir_for_words[alive], word_t - center, vocab, top_n=top_n,
+                                         temperature=temperature)
+    timings["interpret_s"] = round(time.time() - t, 1)
+
+    # 5. judge + keep rule
+    t = time.time()
+    judge = make_judge(config, encoder=encoder, word_vectors=(vocab, word_emb))
+    verdicts = judge.judge_many(words, cache_path=os.path.join(cache_dir, "judge.jsonl"), progress=progress)
+    rule = _cfg(config, "intent_keep", "yes")
+    rule = "yes" if rule is True else str(rule).lower()
+    kept_mask = [keep_rule(v["verdict"], rule) for v in verdicts]
+    kept = [j for j, k in zip(alive, kept_mask) if k]
+    timings["judge_s"] = round(time.time() - t, 1)
+    if not kept:
+        raise ValueError(f"intents for '{dataset_name}': the judge kept none of {len(alive)} live latents under "
+                         f"intent_keep={rule!r} (verdicts: {dict(Counter(v['verdict'] for v in verdicts))}). "
+                         "Fix: --intent_keep=probably (or maybe / none), or more latents (sae_n_latents).")
+
+    # 6. per-item activations over the kept intents
+    top_r = int(_cfg(config, "intent_item_topr", 16))
+    indices, values = item_activations(corpus, item_tokens, text_codes, kept, top_r)
+    item_has = np.zeros(len(kept))
+    for row in indices.numpy():
+        item_has[row[row >= 0]] += 1
+    examples = top_examples(text_codes, corpus.texts, kept)
+
+    by_latent = {j: (w, v, s) for j, w, v, s in zip(alive, words, verdicts, scores.tolist())}
+    catalogue, all_latents, kept_set = [], [], set(kept)
+    for j in alive:
+        w, v, s = by_latent[j]
+        all_latents.append({"latent_id": j, "kept": j in kept_set, "verdict": v["verdict"],
+                            "summary": v.get("summary", ""), "frequency": float(freq[j]), "words": w})
+    for row, j in enumerate(kept):
+        w, v, s = by_latent[j]
+        catalogue.append({"row": row, "latent_id": int(j), "words": w, "summary": v.get("summary", ""),
+                          "verdict": v["verdict"], "frequency": float(freq[j]),
+                          "item_frequency": float(item_has[row] / len(item_tokens)),
+                          "word_scores": [round(float(x), 6) for x in s], "examples": examples[j]})
+
+    # 7. write: invalidate the old build first, the manifest last (save_artefacts)
+    os.makedirs(intent_dir, exist_ok=True)
+    if os.path.exists(os.path.join(intent_dir, MANIFEST)):
+        os.remove(os.path.join(intent_dir, MANIFEST))
+    k_value = metrics.get("k") if method == "sae" else None
+    fingerprint = {"dataset": dataset_name, "items_sha1": items_sha1(item_tokens), "n_items": len(item_tokens),
+                   "encoder": encoder.name, "layer": encoder.layer, "pooling": encoder.pooling,
+                   "corpus_sha1": corpus.sha1, "method": method, "n_latents": int(n_latents), "k": k_value,
+                   "keep": rule, "judge": judge.name}
+    verdict_counts = {v: c for v, c in Counter(x["verdict"] for x in all_latents).items()}
+    stats = {"fvu": metrics["fvu"], "l0": metrics["l0"], "dead_fraction": metrics["dead_fraction"],
+             "n_latents": int(n_latents), "n_alive": len(alive), "n_kept": len(kept), "verdicts": verdict_counts,
+             "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
+             "bf16_min_cos": encoder.bf16_cos, "timings": timings}
+    header = (f"dataset **{dataset_name}**, corpus {corpus.source} ({len(corpus.texts)} texts), encoder "
+              f"`{encoder.name}`, {method} M={n_latents} k={k_value}: FVU {metrics['fvu']:.3f}, "
+              f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}; judge `{judge.name}`, keep "
+              f"`{rule}`: {len(kept)} intents of {len(alive)} live latents.")
+    write_catalogue_tables(intent_dir, catalogue, all_latents, header)
+    write_itemintent(os.path.join(intent_dir, f"{dataset_name}.itemintent"), config["ITEM_ID_FIELD"], item_tokens,
+                     indices, values, seq_sep=_cfg(config, "seq_separator", " "))
+    write_plot(os.path.join(intent_dir, "intent_catalogue.png"), all_latents,
+               f"{dataset_name}: {method}, {len(kept)} kept of {len(alive)} live latents")
+    with open(os.path.join(intent_dir, "sae.json"), "w") as f:
+        json.dump({k: v for k, v in metrics.items() if k != "frequency"}, f, indent=1)
+    extra = ["catalogue.md", "catalogue.csv", "all_latents.csv", f"{dataset_name}.itemintent",
+             "intent_catalogue.png", "sae.json"]
+    timings["total_s"] = round(time.time() - t0, 1)
+    save_artefacts(intent_dir, fingerprint, directions[kept], torch.as_tensor(kept), item_tokens, indices, values,
+                   catalogue, stats=stats, extra_files=extra)
+    with open(os.path.join(intent_dir, MANIFEST), encoding="utf-8") as f:
+        manifest = json.load(f)
+    _say(f"[intents] {header}\n[intents] wrote {intent_dir} in {timings['total_s']:.0f}s "
+         f"(corpus {timings['corpus_s']}s, encode {timings['encode_s']}s, fit {timings['fit_s']}s, "
+         f"interpret {timings['interpret_s']}s, judge {timings['judge_s']}s)", progress)
+    return manifest

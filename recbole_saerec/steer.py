@@ -1,0 +1,285 @@
+"""Steer a trained SAERec through its intents, at inference, without retraining.
+
+    python -m recbole_saerec.steer --checkpoint=saved/SAERec-....pth --match="skin,moistur" --weight 2.0 \
+        --category_field categories --topk 10 [--json report.json] [--png report.png]
+    python -m recbole_saerec.steer --checkpoint=... --match=horror --field words --weight 0,0.5,2,4 \
+        --category_field class
+
+1. Select the intents whose catalogue words (``--field words``), summary (``summary``) or
+   either (``both``, default) contain any of the comma-separated ``--match`` substrings
+   (case-insensitive).
+2. Set their weights to ``--weight`` (several: a sweep) and rank all items for EVERY
+   test user (the test position, as the test metrics do), before and after.
+3. Report: for each category of ``--category_field`` in the dataset's ``.item`` file
+   (amazon-*: ``categories``, names split on '|'; ml-100k: ``class`` genres split on
+   spaces), how many recommended items (summed over users' top-K lists) carry it,
+   before/after; the change in HR@K / NDCG@K; and the drift of the OTHER categories
+   (total absolute change of their counts, and the largest one). The target categories
+   are ``--target_category`` or, by default, those whose name contains a match pattern.
+
+Mechanisms (``--mode``; weight 1.0 is the identity for both):
+
+* ``model`` (default): the model's ``steer_weights`` buffer, which scales the selected
+  intents' projected vectors W_map p_j everywhere the model uses them (the item-side
+  intent feature of every item embedding, and the intent-branch memories). Personal
+  retrieval is a cosine, so a positive weight never changes WHICH intents are retrieved,
+  only how strongly they act.
+* ``score``: a post-hoc item prior on the final scores,
+  ``score_ui + (w - 1) * std_u * sum_{j selected} a_ij`` with ``a_ij`` the item's
+  L1-normalised intent activation (the model's own ``item_intent_activations``) and
+  ``std_u`` the spread of user u's scores. Non-decreasing in ``w`` for the items that
+  activate the intents, unchanged for the others; use it when ``model`` moves too little.
+"""
+import argparse
+import json
+import math
+import sys
+from collections import Counter
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from recbole_saerec.explain import batches, load_model, scored_forward, test_rows
+
+MODES = ("model", "score")
+
+
+# -------------------------------------------------------------------------- selection
+def select_intents(catalogue, patterns, field="both"):
+    """Rows of the catalogue whose words / summary contain any pattern (case-insensitive)."""
+    if isinstance(patterns, str):
+        patterns = patterns.split(",")
+    patterns = [p.strip().lower() for p in patterns if p.strip()]
+    if field not in ("words", "summary", "both"):
+        raise ValueError(f"field must be words, summary or both, not '{field}'.")
+    rows = []
+    for pos, entry in enumerate(catalogue):
+        texts = []
+        if field in ("words", "both"):
+            texts += [str(w).lower() for w in entry.get("words", [])]
+        if field in ("summary", "both"):
+            texts.append(str(entry.get("summary", "")).lower())
+        if any(p in t for p in patterns for t in texts):
+            rows.append(entry.get("row", pos))
+    return rows
+
+
+@contextmanager
+def steered(model, rows, weight):
+    """Temporarily set ``model.steer_weights[rows] = weight`` (restored afterwards)."""
+    saved = model.steer_weights.clone()
+    try:
+        if len(rows):
+            model.steer_weights[torch.as_tensor(list(rows), dtype=torch.long)] = float(weight)
+        yield model
+    finally:
+        model.steer_weights.copy_(saved)
+
+
+# -------------------------------------------------------------------------- ranking
+def score_prior(model, rows):
+    """[n_items] sum of the items' (L1-normalised) activations on the selected intents."""
+    act = model.item_intent_activations
+    act = act.to_dense() if act.is_sparse else act
+    if not len(rows):
+        return torch.zeros(act.shape[0], device=act.device)
+    return act[:, torch.as_tensor(list(rows), dtype=torch.long, device=act.device)].sum(1)
+
+
+@torch.no_grad()
+def rank_all(bundle, topk=10, rows=(), weight=1.0, mode="model", users=None, batch_size=None):
+    """Top-K item ids of every test user and HR@K / NDCG@K, with the selected intents steered.
+
+    Returns dict(top_ids: LongTensor [U, K], hr, ndcg, users: int). HR/NDCG use RecBole's own
+    rule (the held-out item among ``scores.topk(K)``), so the unsteered numbers are the test
+    metrics of the checkpoint.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not '{mode}'.")
+    model = bundle.model
+    model.eval()
+    iid_field = bundle.test_data._dataset.iid_field
+    prior = score_prior(model, rows) if mode == "score" and weight != 1 else None
+    tops, hits, gains = [], [], []
+    with steered(model, rows if mode == "model" else (), weight):
+        for _, inter in batches(bundle, test_rows(bundle, users), batch_size):
+            _, scores, _ = scored_forward(model, inter)
+            if prior is not None:
+                spread = scores[:, 1:].std(dim=1, keepdim=True)
+                scores = scores + (weight - 1.0) * spread * prior.unsqueeze(0)
+            top = scores.topk(topk, dim=-1).indices
+            match = top == inter[iid_field].unsqueeze(1)
+            pos = match.float().argmax(1)
+            hit = match.any(1)
+            tops.append(top.cpu())
+            hits.append(hit.cpu())
+            gains.append(torch.where(hit, 1.0 / torch.log2(pos.float() + 2.0), torch.zeros_like(pos.float())).cpu())
+    hits, gains = torch.cat(hits), torch.cat(gains)
+    return {"top_ids": torch.cat(tops), "hr": float(hits.float().mean()), "ndcg": float(gains.mean()),
+            "users": int(hits.numel())}
+
+
+def category_counts(bundle, top_ids, category_field, sep=None):
+    """Counter: category -> number of recommended items (over all users' lists) carrying it."""
+    ds = bundle.test_data._dataset
+    ids, freq = np.unique(top_ids.numpy().ravel(), return_counts=True)
+    tokens = ds.id2token(ds.iid_field, ids)
+    counts = Counter()
+    for tok, n in zip(tokens, freq):
+        for label in set(bundle.items.labels(tok, category_field, sep)):
+            counts[label] += int(n)
+    return counts
+
+
+def steer_report(bundle, match, weights=(2.0,), field="both", category_field="categories", topk=10,
+                 target_categories=None, mode="model", sep=None, batch_size=None):
+    """The counterfactual experiment: category counts and metrics before/after steering."""
+    model = bundle.model
+    if category_field not in bundle.items.columns:
+        raise ValueError(f"No column '{category_field}' in the .item file of '{bundle.config['dataset']}' "
+                         f"(columns: {', '.join(bundle.items.columns) or 'no .item file'}); "
+                         "choose --category_field.")
+    patterns = [p.strip() for p in (match.split(",") if isinstance(match, str) else match) if p.strip()]
+    rows = select_intents(model.intent_catalogue, patterns, field)
+    base = rank_all(bundle, topk, mode=mode, batch_size=batch_size)
+    before = category_counts(bundle, base["top_ids"], category_field, sep)
+    if target_categories is None:
+        targets = sorted(c for c in before if any(p.lower() in c.lower() for p in patterns))
+    else:
+        targets = [c.strip() for c in (target_categories.split(",") if isinstance(target_categories, str)
+                                       else target_categories) if c.strip()]
+    runs = []
+    for w in weights:
+        after_run = rank_all(bundle, topk, rows=rows, weight=w, mode=mode, batch_size=batch_size)
+        after = category_counts(bundle, after_run["top_ids"], category_field, sep)
+        cats = sorted(set(before) | set(after))
+        delta = {c: after.get(c, 0) - before.get(c, 0) for c in cats}
+        others = {c: d for c, d in delta.items() if c not in targets}
+        largest = max(others.items(), key=lambda kv: abs(kv[1]), default=(None, 0))
+        largest = largest if largest[1] else (None, 0)
+        other_total = sum(before.get(c, 0) for c in others)
+        changed = (after_run["top_ids"] != base["top_ids"]).any(1)
+        runs.append({
+            "weight": float(w),
+            "targets": {c: {"before": before.get(c, 0), "after": after.get(c, 0), "change": delta.get(c, 0)}
+                        for c in targets},
+            "metrics": {f"hit@{topk}": {"before": base["hr"], "after": after_run["hr"]},
+                        f"ndcg@{topk}": {"before": base["ndcg"], "after": after_run["ndcg"]}},
+            "other_drift": {"total_abs_change": int(sum(abs(d) for d in others.values())),
+                            "relative": (sum(abs(d) for d in others.values()) / other_total) if other_total else 0.0,
+                            "largest": {"category": largest[0], "change": int(largest[1]),
+                                        "before": before.get(largest[0], 0)},
+                            "top_changes": [{"category": c, "before": before.get(c, 0), "change": int(d)} for c, d in
+                                            sorted(others.items(), key=lambda kv: -abs(kv[1]))[:5] if d]},
+            "users_with_changed_topk": int(changed.sum()),
+            "counts_after": dict(after),
+        })
+    return {"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"], "mode": mode, "topk": topk,
+            "match": patterns, "field": field, "category_field": category_field, "users": base["users"],
+            "selected_intents": [{"row": int(r), "words": model.intent_catalogue[r].get("words", []),
+                                  "summary": model.intent_catalogue[r].get("summary", "")} for r in rows],
+            "target_categories": targets, "counts_before": dict(before), "runs": runs}
+
+
+def format_report(rep, max_intents=12):
+    k = rep["topk"]
+    lines = [f"Steering {rep['dataset']} ({rep['mode']} mode): {len(rep['selected_intents'])} intents match "
+             f"{rep['match']} in {rep['field']}; top-{k} of {rep['users']} test users "
+             f"({rep['users'] * k} recommended slots); categories from '{rep['category_field']}'."]
+    for s in rep["selected_intents"][:max_intents]:
+        lines.append(f"  #{s['row']:<5} {s['summary'] or '(no summary)'}  [{', '.join(s['words'][:8])}]")
+    if len(rep["selected_intents"]) > max_intents:
+        lines.append(f"  ... and {len(rep['selected_intents']) - max_intents} more")
+    if not rep["selected_intents"]:
+        lines.append("  (no intent matches: nothing is steered)")
+    lines.append(f"Target categories: {', '.join(rep['target_categories']) or '(none: pass --target_category)'}")
+    for run in rep["runs"]:
+        lines.append(f"weight {run['weight']:g}:  ({run['users_with_changed_topk']} users' top-{k} lists changed)")
+        for c, v in run["targets"].items():
+            lines.append(f"  {c:<28} {v['before']:>7} -> {v['after']:<7} ({v['change']:+d})")
+        for name, m in run["metrics"].items():
+            lines.append(f"  {name:<28} {m['before']:.4f} -> {m['after']:.4f} ({m['after'] - m['before']:+.4f})")
+        d = run["other_drift"]
+        other_total = sum(v for c, v in rep["counts_before"].items() if c not in rep["target_categories"])
+        line = (f"  other categories: total |change| {d['total_abs_change']} ({100 * d['relative']:.2f}% of their "
+                f"{other_total} counts)")
+        if d["top_changes"]:
+            line += "; most moved: " + ", ".join(f"{t['category']} {t['before']}->{t['before'] + t['change']}"
+                                                 for t in d["top_changes"])
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def plot_report(rep, path, n_categories=20):
+    """PNG: category counts before / after for each weight (top categories by count, targets first)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = rep["counts_before"]
+    targets = [c for c in rep["target_categories"]]
+    rest = [c for c, _ in sorted(before.items(), key=lambda kv: -kv[1]) if c not in targets]
+    cats = (targets + rest)[:max(n_categories, len(targets))]
+    series = [("before (w=1)", [before.get(c, 0) for c in cats])]
+    series += [(f"w={r['weight']:g}", [r["counts_after"].get(c, 0) for c in cats]) for r in rep["runs"]]
+    fig, ax = plt.subplots(figsize=(max(8, 0.55 * len(cats) * (1 + 0.3 * len(series))), 5))
+    width = 0.8 / len(series)
+    x = np.arange(len(cats))
+    for i, (name, vals) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, vals, width, label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels([("* " if c in targets else "") + (c if len(c) < 24 else c[:23] + "…") for c in cats],
+                       rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(f"recommended items in top-{rep['topk']} (all test users)")
+    ax.set_title(f"{rep['dataset']}: steering intents matching {', '.join(rep['match'])} "
+                 f"({rep['mode']} mode; * = target)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------- CLI
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--match", required=True, help="comma-separated substrings, e.g. 'skin,moistur'")
+    parser.add_argument("--field", default="both", choices=["words", "summary", "both"])
+    parser.add_argument("--weight", default="2.0", help="steer weight, or a comma-separated sweep (1 = no change)")
+    parser.add_argument("--mode", default="model", choices=MODES)
+    parser.add_argument("--category_field", default="categories", help="multi-valued .item column (ml-100k: class)")
+    parser.add_argument("--category_sep", default=None, help="separator of that column (default: '|' if present, "
+                                                             "else spaces)")
+    parser.add_argument("--target_category", default=None,
+                        help="comma-separated target categories (default: those containing a --match pattern)")
+    parser.add_argument("--topk", type=int, default=10)
+    parser.add_argument("--json", help="write the report to this JSON file")
+    parser.add_argument("--png", help="write the category counts before/after to this PNG")
+    parser.add_argument("--data_path", help="folder holding <dataset>/ when it moved since training")
+    parser.add_argument("--device", help="cpu | cuda")
+    parser.add_argument("--batch_size", type=int, help="users per forward pass (default: eval_batch_size)")
+    args = parser.parse_args(argv)
+
+    weights = [float(w) for w in args.weight.split(",") if w.strip()]
+    if any(not math.isfinite(w) for w in weights):
+        sys.exit("error: weights must be finite numbers.")
+    bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device)
+    try:
+        rep = steer_report(bundle, args.match, weights, field=args.field, category_field=args.category_field,
+                           topk=args.topk, target_categories=args.target_category, mode=args.mode,
+                           sep=args.category_sep, batch_size=args.batch_size)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    print(format_report(rep))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rep, f, indent=1, ensure_ascii=False)
+    if args.png:
+        plot_report(rep, args.png)
+    return rep
+
+
+if __name__ == "__main__":
+    main()

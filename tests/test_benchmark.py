@@ -1,0 +1,237 @@
+"""The benchmark runner: table against the per-run JSONs, resume, significance on known numbers."""
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import base_config
+from recbole_saerec import benchmark, quick_start
+
+
+def tiny_cli(root, tmp_path):
+    cfg = base_config(root, tmp_path)
+    for key in ("seed", "checkpoint_dir", "epochs"):  # the runner sets these per run
+        cfg.pop(key)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def bench_out(tiny_root, tmp_path_factory):
+    """SASRec and SAERec (fake intents) x 2 seeds on the tiny dataset, then a second invocation."""
+    tmp = tmp_path_factory.mktemp("bench")
+    out = str(tmp / "out")
+    calls = {"n": 0}
+    real_run = quick_start.run
+
+    def counting_run(*args, **kwargs):
+        calls["n"] += 1
+        return real_run(*args, **kwargs)
+
+    quick_start.run = counting_run
+    try:
+        registry = benchmark.load_registry()
+        variants = [benchmark.resolve_variant(n, registry) for n in ("SASRec", "SAERec")]
+        first = benchmark.Benchmark("tiny", variants, [1, 2], out, cli_config=tiny_cli(tiny_root, tmp),
+                                    budget_epochs=2, work_dir=str(tmp / "work"))
+        first.run_all()
+        first_calls = calls["n"]
+        second = benchmark.Benchmark("tiny", variants, [1, 2], out, cli_config=tiny_cli(tiny_root, tmp),
+                                     budget_epochs=2, work_dir=str(tmp / "work"))
+        second.run_all()
+        result = benchmark.report(out, "tiny", ["SASRec", "SAERec"], registry)
+    finally:
+        quick_start.run = real_run
+    return {"out": out, "first_calls": first_calls, "second_calls": calls["n"] - first_calls,
+            "second_counter": second.calls, "result": result}
+
+
+def test_every_run_saved_once_and_resume_skips_them(bench_out):
+    assert bench_out["first_calls"] == 4  # 2 models x 2 seeds
+    assert bench_out["second_calls"] == 0 and bench_out["second_counter"] == 0
+    runs = os.path.join(bench_out["out"], "runs")
+    for name in ("SASRec__seed1", "SASRec__seed2", "SAERec__seed1", "SAERec__seed2"):
+        with open(os.path.join(runs, name + ".json")) as f:
+            record = json.load(f)
+        assert record["status"] == "ok" and record["config"]["epochs"] == 2
+        assert {"versions", "machine", "seconds", "best_valid_result", "config"} <= set(record)
+        assert record["config"]["seed"] == record["seed"]
+        # per-user rows reproduce RecBole's aggregated test metrics
+        per_user = benchmark.load_per_user(runs, name)
+        for metric, value in record["test_result"].items():
+            assert abs(per_user[metric].mean() - value) < 1e-4
+        assert len(per_user["users"]) == record["n_test_users"] > 0
+        assert "users" not in np.load(os.path.join(runs, name + ".peruser.npz")).files  # stored once per folder
+
+
+def test_changed_spec_is_run_again(bench_out, tiny_root, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    registry = benchmark.load_registry()
+    variant = benchmark.resolve_variant("SASRec", registry)
+    bench = benchmark.Benchmark("tiny", [variant], [1], out, cli_config=tiny_cli(tiny_root, tmp_path),
+                                budget_epochs=1, work_dir=str(tmp_path / "work"))  # 1 epoch, not 2
+    run_id = "SASRec__seed1"
+    cfg = dict(bench.config_dict(variant, 1), checkpoint_dir=os.path.join(bench.work_dir, run_id))
+    with open(os.path.join(out, "runs", run_id + ".json")) as f:
+        assert benchmark.spec_hash("SASRec", "tiny", [], cfg) != json.load(f)["spec_hash"]
+    assert bench.finished(run_id, benchmark.spec_hash("SASRec", "tiny", [], cfg)) is None
+    assert os.path.exists(os.path.join(out, "runs", "stale", run_id + ".json"))
+    assert not os.path.exists(os.path.join(out, "runs", run_id + ".peruser.npz"))
+
+
+def test_table_mean_and_std_match_the_run_jsons(bench_out):
+    out = bench_out["out"]
+    records = {}
+    for name in os.listdir(os.path.join(out, "runs")):
+        if name.endswith(".json") and "__seed" in name:
+            with open(os.path.join(out, "runs", name)) as f:
+                r = json.load(f)
+            records.setdefault(r["variant"], []).append(r["test_result"])
+    with open(os.path.join(out, "results.md")) as f:
+        table = f.read()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| SA")}
+    for variant in ("SASRec", "SAERec"):
+        cells = re.findall(r"(\d\.\d{4}) ± (\d\.\d{4})", rows[variant])
+        assert len(cells) == 4
+        for (mean, std), metric in zip(cells, ["hit@10", "ndcg@10", "hit@20", "ndcg@20"]):
+            values = [r[metric] for r in records[variant]]
+            assert float(mean) == pytest.approx(np.mean(values), abs=6e-5)
+            assert float(std) == pytest.approx(np.std(values, ddof=1), abs=6e-5)
+    # best per metric is bold, exactly once per metric column
+    summary = bench_out["result"]["summary"]
+    for i, metric in enumerate(["hit@10", "ndcg@10", "hit@20", "ndcg@20"]):
+        best = max(summary, key=lambda v: summary[v][metric][0])
+        assert rows[best].split("|")[3 + i].strip().startswith("**")
+    for name in ("results.csv", "summary.csv", "results.png", "significance.json"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    # SAERec (ours) against the one baseline
+    sig = bench_out["result"]["significance"]
+    assert [s["best_baseline"] for s in sig] == ["SASRec"] * 4
+
+
+def test_seed_paired_test_matches_scipy_and_hand_computation():
+    ours = [(1, 0.110), (2, 0.104), (3, 0.101)]
+    theirs = [(1, 0.100), (2, 0.099), (3, 0.097), (4, 0.5)]  # seed 4 has no partner: ignored
+    got = benchmark.paired_seed_test(ours, theirs)
+    d = np.array([0.010, 0.005, 0.004])
+    t_hand = d.mean() / (d.std(ddof=1) / np.sqrt(3))
+    assert got["n"] == 3
+    assert got["t"] == pytest.approx(t_hand)
+    assert got["p"] == pytest.approx(2 * stats.t.sf(abs(t_hand), df=2))
+    assert got["p"] == pytest.approx(stats.ttest_rel([0.110, 0.104, 0.101], [0.100, 0.099, 0.097]).pvalue)
+
+
+def test_user_paired_test_matches_scipy():
+    rng = np.random.default_rng(0)
+    theirs = {f"u{i}": float(v) for i, v in enumerate(rng.random(200) < 0.2)}
+    ours = {u: (1.0 if rng.random() < 0.15 else v) for u, v in theirs.items()}
+    ours["extra"] = 1.0  # only users both models saw are paired
+    got = benchmark.paired_user_test(ours, theirs)
+    users = sorted(theirs)
+    x, y = np.array([ours[u] for u in users]), np.array([theirs[u] for u in users])
+    assert got["n_users"] == 200
+    assert got["mean_diff"] == pytest.approx((x - y).mean())
+    assert got["p_t"] == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    assert got["p_wilcoxon"] == pytest.approx(stats.wilcoxon(x, y).pvalue)
+    lo, hi = got["ci95"]
+    assert lo < got["mean_diff"] < hi
+
+
+def test_identical_models_give_no_p_value():
+    same = {"a": 1.0, "b": 0.0}
+    assert np.isnan(benchmark.paired_user_test(same, same)["p_t"])
+    assert np.isnan(benchmark.paired_seed_test([(1, 0.1), (2, 0.2)], [(1, 0.1), (2, 0.2)])["p"])
+
+
+def test_per_user_metrics_follow_recbole_formulas():
+    # rows: top-3 hit flags + number of positives (RecBole's rec.topk layout)
+    topk = np.array([[1, 0, 0, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 1, 1, 2]])
+    got = benchmark.per_user_from_topk(topk, [1, 3])
+    assert got["hit@1"].tolist() == [1, 0, 0, 0]
+    assert got["hit@3"].tolist() == [1, 1, 0, 1]
+    assert got["ndcg@3"][1] == pytest.approx(1 / np.log2(4))
+    ideal2 = 1 + 1 / np.log2(3)
+    assert got["ndcg@3"][3] == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / ideal2)
+
+
+def test_registry_has_the_named_variants():
+    registry = benchmark.load_registry()
+    for name in ("SAERec-noPer", "SAERec-noPub", "SAERec-noFus", "SAERec-noEMA", "SAERec-noIde",
+                 "KMeans-Intent", "SASRec-CE"):
+        assert name in registry
+    assert registry["SAERec-noIde"]["config"]["intent_keep"] == "none"
+    assert registry["KMeans-Intent"]["config"]["intent_method"] == "kmeans"
+    assert registry["SAERec-noIde"]["config"]["intent_tag"] != registry["KMeans-Intent"]["config"]["intent_tag"]
+    assert benchmark.resolve_variant("GRU4Rec", registry)["model"] == "GRU4Rec"
+    with pytest.raises(ValueError, match="Unknown model"):
+        benchmark.resolve_variant("SASRecc", registry)
+
+
+def test_search_selects_on_valid_and_reuses_the_first_seed(tiny_root, tmp_path, monkeypatch):
+    """Candidates run on the first seed; the best VALID score wins even when its test score is worse."""
+    valid = {0.001: 0.30, 0.002: 0.50}
+    test = {0.001: 0.9, 0.002: 0.1}
+    calls = []
+
+    def fake_execute(self, run_id, variant, seed, cfg):
+        calls.append(run_id)
+        lr = cfg["learning_rate"]
+        record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
+                  "best_valid_score": valid[lr], "valid_metric": "NDCG@10", "test_result": {"ndcg@10": test[lr]},
+                  "seconds": 1.0, "best_epoch": 1, "spec_hash": "x"}
+        benchmark.write_json_atomic(self.run_path(run_id), record)
+        return record, True
+
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+    variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {},
+               "search": [{"learning_rate": 0.001}, {"learning_rate": 0.002}]}
+    bench = benchmark.Benchmark("tiny", [variant], [5, 6], str(tmp_path / "out"), search=True)
+    chosen, index = bench.select(variant)
+    assert chosen == {"learning_rate": 0.002} and index == 1
+    assert calls == ["Toy@cand0__seed5", "Toy@cand1__seed5"]
+    with open(os.path.join(bench.runs_dir, "Toy.search.json")) as f:
+        assert json.load(f)["selected_on"] == "valid"
+
+
+def test_cli_parses_config_keys():
+    args, cli = benchmark.parse_args(["--dataset=tiny", "--models=SASRec,SAERec", "--seeds=2",
+                                      "--MAX_ITEM_LIST_LENGTH=20", "--use_gpu=False", "--topk=[10,20]"])
+    assert cli == {"MAX_ITEM_LIST_LENGTH": 20, "use_gpu": False, "topk": [10, 20]}
+    assert args.models == "SASRec,SAERec"
+
+
+def test_report_only_rebuilds_the_table_from_the_runs(bench_out, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    os.remove(os.path.join(out, "results.md"))
+    result = benchmark.main(["--dataset=tiny", "--models=SAERec,SASRec", "--seeds=1,2", f"--out={out}",
+                             "--report_only"])
+    assert [r["variant"] for r in result["records"]] == ["SAERec", "SAERec", "SASRec", "SASRec"]
+    with open(os.path.join(out, "results.md")) as f:
+        assert "| SAERec | ours |" in f.read()
+
+
+def test_intents_are_built_once_per_tag_with_the_variant_config(tiny_root, tmp_path, monkeypatch):
+    import recbole_saerec.intents.build as build
+
+    calls = []
+
+    def fake_build(config, intent_dir=None):
+        calls.append((os.path.basename(intent_dir), config["intent_keep"], config["intent_cache_dir"]))
+        os.makedirs(intent_dir, exist_ok=True)
+        open(os.path.join(intent_dir, "manifest.json"), "w").write("{}")
+
+    monkeypatch.setattr(build, "build_intents", fake_build)
+    registry = benchmark.load_registry()
+    variants = [benchmark.resolve_variant(n, registry) for n in ("SAERec", "SAERec-noPer", "SAERec-noIde", "SASRec")]
+    cli = dict(tiny_cli(tiny_root, tmp_path), intent_dir=None, intent_autobuild=True,
+               intent_root=str(tmp_path / "intents"))
+    bench = benchmark.Benchmark("tiny", variants, [1, 2], str(tmp_path / "out"), cli_config=cli)
+    for v in variants:
+        bench.ensure_intents([(None, v, s, bench.config_dict(v, s)) for s in bench.seeds])
+    shared = str(tmp_path / "intents" / "tiny" / "default" / "cache")
+    assert calls == [("default", "yes", shared), ("noide", "none", shared)]

@@ -1,0 +1,257 @@
+"""Explanations report what the model used; steering is the identity at weight 1 and moves top-K as asked."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from recbole.data import create_dataset
+
+from conftest import GENRES, N_ITEMS, base_config, seed_all, write_fake_intents, write_tiny_dataset
+from recbole_saerec import explain, steer
+from recbole_saerec.config import Config
+from recbole_saerec.data import split_with_protocol
+from recbole_saerec.explain import Bundle, ItemText, explain_users, load_model, scored_forward
+from recbole_saerec.quick_start import run
+from recbole_saerec.steer import rank_all, select_intents, steer_report, steered
+from recbole_saerec.utils import get_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_categories(root, name="tiny"):
+    """Add a multi-valued category column ('Beauty | <genre>') to the tiny .item file."""
+    path = os.path.join(root, name, f"{name}.item")
+    with open(path, "w") as f:
+        f.write("item_id:token\ttitle:token_seq\tcategories:token_seq\n")
+        for i in range(1, N_ITEMS + 1):
+            genre = GENRES[(i - 1) % 3]
+            f.write(f"i{i}\t{genre} product number {i}\tBeauty | {genre.title()}\n")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny SAERec trained for 2 epochs through quick_start.run, its checkpoint and the loaded bundle."""
+    root = str(tmp_path_factory.mktemp("explain"))
+    write_tiny_dataset(root)
+    write_categories(root)
+    write_fake_intents(os.path.join(root, "intents"))
+    result = run("SAERec", "tiny", config_dict=base_config(root, os.path.join(root, "saved"), epochs=2), saved=True)
+    return root, result, load_model(result["saved_model_file"])
+
+
+def all_test_batch(bundle):
+    rows = explain.test_rows(bundle)
+    (_, inter), = list(explain.batches(bundle, rows, batch_size=len(rows)))
+    return inter
+
+
+# ------------------------------------------------------------------ explanations
+def test_reported_intents_are_the_ones_the_forward_pass_used(trained):
+    _, _, bundle = trained
+    model = bundle.model
+    inter = all_test_batch(bundle)
+    seen = {}
+    original = model.retrieve_personal
+
+    def spy_retrieve(query, intents):
+        scores, idx = original(query, intents)
+        seen.update(query=query.detach().clone(), intents=intents.detach().clone(), idx=idx.clone())
+        return scores, idx
+
+    def spy_branch(name):
+        def hook(module, args, kwargs, output):
+            seen[name] = kwargs["memory"].detach().clone()
+        return hook
+
+    handles = [model.personal_branch.register_forward_hook(spy_branch("personal_memory"), with_kwargs=True),
+               model.public_branch.register_forward_hook(spy_branch("public_memory"), with_kwargs=True)]
+    model.retrieve_personal = spy_retrieve
+    try:
+        with torch.no_grad():
+            reference = model.full_sort_predict(inter)  # RecBole's own scoring path
+    finally:
+        del model.retrieve_personal
+        for h in handles:
+            h.remove()
+
+    explained = explain_users(bundle, topk=5)
+    assert [e["user"] for e in explained] == list(bundle.test_data._dataset.id2token(
+        bundle.test_data._dataset.uid_field, inter[bundle.test_data._dataset.uid_field].numpy()))
+    rows = torch.tensor([[p["row"] for p in e["personal_intents"]] for e in explained])
+    cos = torch.tensor([[p["score"] for p in e["personal_intents"]] for e in explained])
+    public_rows = torch.tensor([p["row"] for p in explained[0]["public_intents"]])
+
+    # the same intents as the model's retrieval, and the model's branch memories are exactly them
+    assert torch.equal(rows, seen["idx"])
+    projected = seen["intents"]
+    assert torch.allclose(seen["personal_memory"], projected[rows])
+    assert torch.allclose(seen["public_memory"][0], projected[public_rows])
+    assert all([p["row"] for p in e["public_intents"]] == public_rows.tolist() for e in explained)
+    # recompute the reported retrieval scores from the query and the reported intents
+    recomputed = torch.nn.functional.cosine_similarity(seen["query"].unsqueeze(1), projected[rows], dim=-1)
+    assert torch.allclose(cos, recomputed, atol=1e-5)
+    # the reported recommendations are full_sort_predict's top-K; fusion weights are a distribution
+    reference[:, 0] = -torch.inf
+    top_scores, top_ids = reference.topk(5, dim=-1)
+    ds = bundle.test_data._dataset
+    for b, e in enumerate(explained):
+        assert [r["item"] for r in e["recommendations"]] == list(ds.id2token(ds.iid_field, top_ids[b].numpy()))
+        assert torch.allclose(torch.tensor([r["score"] for r in e["recommendations"]]), top_scores[b], atol=1e-5)
+        assert set(e["fusion"]) == {"self", "personal", "public"}
+        assert abs(sum(e["fusion"].values()) - 1) < 1e-5
+        target_score = reference[b, ds.token2id(ds.iid_field, e["target"]["item"])]
+        assert e["target"]["rank"] == int((reference[b] > target_score).sum()) + 1
+        entry = model.intent_catalogue[e["personal_intents"][0]["row"]]
+        assert e["personal_intents"][0]["words"] == entry["words"] and e["personal_intents"][0]["summary"] == entry[
+            "summary"]
+
+
+def test_single_and_batched_explanations_agree_and_text_is_readable(trained):
+    _, _, bundle = trained
+    everyone = {e["user"]: e for e in explain_users(bundle, topk=5, batch_size=7)}
+    one, = explain_users(bundle, ["u4"], topk=5)
+    assert one["personal_intents"] == everyone["u4"]["personal_intents"] or all(
+        a["row"] == b["row"] and abs(a["score"] - b["score"]) < 1e-5
+        for a, b in zip(one["personal_intents"], everyone["u4"]["personal_intents"]))
+    assert [r["item"] for r in one["recommendations"]] == [r["item"] for r in everyone["u4"]["recommendations"]]
+    last = one["history"][-1]
+    assert last["title"] == f"{GENRES[(int(last['item'][1:]) - 1) % 3]} product number {last['item'][1:]}"  # .item
+    text = explain.format_explanation(one)
+    for piece in ("User u4", "Top-5 recommendations", "Personal intents", "Public intents", "Fusion weights"):
+        assert piece in text
+    with pytest.raises(KeyError, match="Unknown user"):
+        explain_users(bundle, ["nobody"])
+
+
+def test_unsteered_metrics_are_the_checkpoints_test_metrics(trained):
+    _, result, bundle = trained
+    for k in (10, 20):
+        ranked = rank_all(bundle, topk=k)
+        assert ranked["hr"] == pytest.approx(result["test_result"][f"hit@{k}"], abs=1e-4)
+        assert ranked["ndcg"] == pytest.approx(result["test_result"][f"ndcg@{k}"], abs=1e-4)
+
+
+# ------------------------------------------------------------------ steering
+def test_select_intents_by_words_or_summary():
+    cat = [{"row": 0, "words": ["skin", "cream"], "summary": "Skincare"},
+           {"row": 1, "words": ["lipstick"], "summary": "Lip makeup"},
+           {"row": 2, "words": ["moisturizer"], "summary": "Hydration"}]
+    assert select_intents(cat, "skin,moistur", "words") == [0, 2]
+    assert select_intents(cat, "MAKEUP", "summary") == [1]
+    assert select_intents(cat, "skin", "both") == [0]
+    assert select_intents(cat, "nothing") == []
+
+
+@pytest.mark.parametrize("mode", ["model", "score"])
+def test_weight_one_changes_nothing(trained, mode):
+    _, _, bundle = trained
+    rows = list(range(bundle.model.n_intents))
+    base = rank_all(bundle, topk=10)
+    same = rank_all(bundle, topk=10, rows=rows, weight=1.0, mode=mode)
+    assert torch.equal(base["top_ids"], same["top_ids"])
+    assert (base["hr"], base["ndcg"]) == (same["hr"], same["ndcg"])
+    rep = steer_report(bundle, "w1,w2", [1.0], category_field="categories", mode=mode)
+    run_ = rep["runs"][0]
+    assert run_["users_with_changed_topk"] == 0 and run_["other_drift"]["total_abs_change"] == 0
+    assert run_["counts_after"] == rep["counts_before"]
+    assert torch.equal(bundle.model.steer_weights, torch.ones(bundle.model.n_intents))
+
+
+def test_steered_restores_weights_and_moves_rankings(trained):
+    _, _, bundle = trained
+    model = bundle.model
+    base = rank_all(bundle, topk=10)
+    with steered(model, [0, 3], 4.0):
+        assert model.steer_weights[[0, 3]].tolist() == [4.0, 4.0] and model.steer_weights[1] == 1
+    assert torch.equal(model.steer_weights, torch.ones(model.n_intents))
+    moved = rank_all(bundle, topk=10, rows=list(range(model.n_intents // 2)), weight=4.0)
+    assert not torch.equal(base["top_ids"], moved["top_ids"])
+
+
+def count_in_topk(top_ids, items):
+    return int(torch.isin(top_ids, items).sum())
+
+
+def test_score_mode_is_monotone_for_the_items_of_an_intent(trained):
+    """Hand-built: the items that activate intent j gain (weight - 1) * spread * a_ij, the others nothing."""
+    _, _, bundle = trained
+    model = bundle.model
+    act = model.item_intent_activations.to_dense()
+    j = int((act > 0).sum(0).argmax())  # the intent that most items activate
+    tied = (act[:, j] > 0).nonzero().squeeze(1)
+    counts = [count_in_topk(rank_all(bundle, topk=5, rows=[j], weight=w, mode="score")["top_ids"], tied)
+              for w in (0.0, 0.5, 1.0, 1.5, 2.0, 4.0, 8.0, 32.0)]
+    assert counts == sorted(counts), counts
+    assert counts[-1] > counts[2]  # and it does move
+
+
+def hand_built_bundle(root, j=2, tied=(1, 2, 3, 4, 5)):
+    """A SAERec whose user vector is the same vector b for everyone and whose intent j projects onto b.
+
+    Self branch only (no intent branches), the last LayerNorm outputs its bias b, intent j is active
+    on `tied` items only: score_i = b.e_i + w_j * a_ij * |b|^2, so raising w_j can only lift the tied items.
+    """
+    config = Config(model="SAERec", dataset="tiny", config_dict=base_config(
+        root, use_personal=False, use_public=False, hidden_dropout_prob=0.0, attn_dropout_prob=0.0))
+    dataset = create_dataset(config)
+    train, valid, test = split_with_protocol(config, dataset)
+    seed_all(0)
+    model = get_model("SAERec")(config, train._dataset)
+    d = model.hidden_size
+    with torch.no_grad():
+        b = torch.randn(d, generator=torch.Generator().manual_seed(1))
+        final_norm = model.self_branch.layers[-1].feed_forward.LayerNorm
+        final_norm.weight.zero_()
+        final_norm.bias.copy_(b)
+        model.intent_map.weight.zero_()
+        model.intent_vectors.zero_()
+        model.intent_vectors[j, 0] = 1.0
+        model.intent_map.weight[:, 0] = b / b.norm() ** 2 * 2.0  # q_j = 2 b / |b|^2, so b.q_j = 2
+        act = torch.zeros(model.n_items, model.n_intents)
+        act[list(tied), j] = 1.0
+        model.item_intent_activations = act.to_sparse()
+    model.eval()
+    return Bundle(config, dataset, train, valid, test, model, ItemText.from_config(config, dataset), "hand-built")
+
+
+def test_model_mode_is_monotone_on_a_hand_built_case(trained):
+    root, _, _ = trained
+    bundle = hand_built_bundle(root)
+    tied = torch.tensor([1, 2, 3, 4, 5])
+    counts = []
+    for w in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0):
+        counts.append(count_in_topk(rank_all(bundle, topk=5, rows=[2], weight=w)["top_ids"], tied))
+    assert counts == sorted(counts), counts
+    assert counts[0] < counts[-1] == 5 * len(bundle.test_data._dataset)
+
+
+# ------------------------------------------------------------------ CLIs
+def test_explain_and_steer_clis_on_the_tiny_checkpoint(trained, tmp_path, capsys):
+    _, result, _ = trained
+    ckpt = result["saved_model_file"]
+    out = explain.main([f"--checkpoint={ckpt}", "--users=u1,u2", "--topk", "5", "--json", str(tmp_path / "e.json"),
+                        "--png", str(tmp_path / "e.png")])
+    text = capsys.readouterr().out
+    assert "User u1" in text and "User u2" in text and len(out) == 2
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert [u["user"] for u in saved["users"]] == ["u1", "u2"]
+    assert (tmp_path / "e_u1.png").stat().st_size > 0 and (tmp_path / "e_u2.png").stat().st_size > 0
+
+    rep = steer.main([f"--checkpoint={ckpt}", "--match=w1a,theme 2", "--weight", "1,3", "--category_field",
+                      "categories", "--target_category", "Skincare", "--json", str(tmp_path / "s.json"),
+                      "--png", str(tmp_path / "s.png")])
+    text = capsys.readouterr().out
+    assert "Skincare" in text and "other categories" in text
+    assert rep["selected_intents"] and [r["weight"] for r in rep["runs"]] == [1.0, 3.0]
+    assert rep["counts_before"]["Beauty"] == 10 * rep["users"]  # every item carries 'Beauty'
+    assert (tmp_path / "s.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="No column"):
+        steer.main([f"--checkpoint={ckpt}", "--match=w1a", "--category_field", "genre"])
+
+    # the module entry point itself (a fresh interpreter)
+    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.explain", f"--checkpoint={ckpt}", "--user=u3",
+                           "--topk=3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "User u3" in proc.stdout and "Personal intents" in proc.stdout

@@ -1,0 +1,156 @@
+"""The speed paths compute the same model: packing, trimming, fused Q/K/V, bf16 autocast, the eval cache.
+
+(tests/test_saerec.py already checks trimming on the forward output and our
+transformer against RecBole's; these extend that to the whole model's scores.)
+"""
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+
+from conftest import base_config, seed_all
+from recbole_saerec.config import Config
+from recbole_saerec.model.layers import BlockStack, Packer
+from recbole_saerec.utils import get_model
+
+
+def make(root, **overrides):
+    config = Config(model="SAERec", dataset="tiny", config_dict=base_config(root, **overrides))
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    seed_all(0)
+    return config, get_model("SAERec")(config, train._dataset), train, test
+
+
+def first_batch(loader):
+    batch = next(iter(loader))
+    return batch[0] if isinstance(batch, tuple) else batch
+
+
+def all_batches(loader):
+    return [b[0] if isinstance(b, tuple) else b for b in loader]
+
+
+def test_packer_roundtrip_and_last_index():
+    lengths = torch.tensor([3, 1, 5, 0])
+    p = Packer(lengths, 5)
+    x = torch.randn(4, 5, 2)
+    packed = p.pack(x)
+    assert packed.shape == (3 + 1 + 5 + 1, 2)
+    back = p.unpack(packed)
+    real = torch.arange(5).unsqueeze(0) < lengths.clamp_min(1).unsqueeze(1)
+    assert torch.equal(back[real], x[real]) and (back[~real] == 0).all()
+    assert torch.equal(packed[p.last], x[torch.arange(4), lengths.clamp_min(1) - 1])
+    assert p.positions.tolist() == [0, 1, 2, 0, 0, 1, 2, 3, 4, 0]
+
+
+def test_packed_blockstack_equals_padded_at_real_positions():
+    torch.manual_seed(0)
+    stack = BlockStack(2, 2, 16, 32, 0.0, 0.0, 1e-12).eval()
+    lengths = torch.tensor([4, 1, 7, 2])
+    x = torch.randn(4, 7, 16)
+    p = Packer(lengths, 7)
+    with torch.no_grad():
+        padded = stack(x, causal=True)
+        packed = stack(p.pack(x), causal=True, packer=p)
+    assert torch.allclose(p.pack(padded), packed, atol=1e-6)
+
+
+@pytest.mark.parametrize("switch", [{}, {"intent_query": "last_item", "intent_query_source": "embedding"}])
+def test_packed_model_scores_equal_padded_model_scores(tiny_root, switch):
+    """Whole model, full-sort scores and training loss/gradients: pack_tokens on == off."""
+    _, packed, train, test = make(tiny_root, **switch)
+    _, padded, _, _ = make(tiny_root, pack_tokens=False, **switch)
+    padded.load_state_dict(packed.state_dict())
+    packed.eval(), padded.eval()
+    for batch in all_batches(test):
+        with torch.no_grad():
+            a, b = packed.full_sort_predict(batch), padded.full_sort_predict(batch)
+        assert torch.allclose(a, b, atol=1e-5)
+        assert torch.equal(a.topk(5).indices, b.topk(5).indices) or torch.allclose(a, b, atol=1e-6)
+    # gradients agree too (dropout off: eval-mode dropout, but EMA off so training state is not touched)
+    batch = first_batch(train)
+    for model in (packed, padded):
+        model.zero_grad()
+        model.calculate_loss(batch).backward()
+    for (name, ga), (_, gb) in zip(packed.named_parameters(), padded.named_parameters()):
+        if ga.grad is not None or gb.grad is not None:
+            assert torch.allclose(ga.grad, gb.grad, atol=1e-5), name
+
+
+def test_whole_model_scores_do_not_depend_on_padding_width(tiny_root):
+    """Full-sort scores of every test user are identical with extra padding columns (trimming is exact)."""
+    _, model, _, test = make(tiny_root)
+    model.eval()
+    extra = 5
+    model.position_embedding = torch.nn.Embedding.from_pretrained(
+        torch.cat([model.position_embedding.weight, torch.randn(extra, model.hidden_size)]))
+    for batch in all_batches(test):
+        seq, lens = batch["item_id_list"], batch["item_length"]
+        with torch.no_grad():
+            a = model.full_sort_predict(batch)
+            batch["item_id_list"] = torch.cat([seq, torch.zeros(seq.shape[0], extra, dtype=seq.dtype)], dim=1)
+            b = model.full_sort_predict(batch)
+            batch["item_id_list"] = seq
+        assert torch.equal(a, b)
+        assert lens.max() <= seq.shape[1]
+
+
+def _train(model, train, epochs, seed=0):
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(epochs):
+        for batch in all_batches(train):
+            opt.zero_grad()
+            model.calculate_loss(batch).backward()
+            opt.step()
+    model.eval()
+    return model
+
+
+def _hits(model, test, k=10):
+    hits, total = 0, 0
+    with torch.no_grad():
+        for batch in all_batches(test):
+            scores = model.full_sort_predict(batch)
+            scores[:, 0] = -float("inf")
+            top = scores.topk(k).indices
+            hits += (top == batch["item_id"].unsqueeze(1)).any(1).sum().item()
+            total += scores.shape[0]
+    return hits / total
+
+
+def test_bf16_autocast_scores_agree_with_fp32(tiny_root):
+    """Same trained weights: bf16 scores close to fp32 and the top of the ranking mostly the same."""
+    _, model, train, test = make(tiny_root, hidden_dropout_prob=0.1, attn_dropout_prob=0.1)
+    _train(model, train, epochs=15)
+    batch = first_batch(test)
+    with torch.no_grad():
+        model.autocast_bf16 = False
+        fp32 = model.full_sort_predict(batch)
+        model.autocast_bf16 = True
+        bf16 = model.full_sort_predict(batch)
+    assert bf16.dtype == torch.float32
+    rel = (bf16 - fp32).abs().max() / fp32.abs().max()
+    assert rel < 0.05, rel
+    overlap = [len(set(a.tolist()) & set(b.tolist())) / 10
+               for a, b in zip(fp32[:, 1:].topk(10).indices, bf16[:, 1:].topk(10).indices)]
+    assert sum(overlap) / len(overlap) >= 0.7
+    top1 = (fp32[:, 1:].argmax(1) == bf16[:, 1:].argmax(1)).float().mean()
+    assert top1 >= 0.8
+
+
+def test_bf16_training_metrics_within_noise_of_fp32(tiny_root):
+    """Train fp32 and bf16 from the same init: HR@10 differs by no more than seed-to-seed noise."""
+    results = {}
+    for bf16 in (False, True):
+        for seed in (0, 1):
+            _, model, train, test = make(tiny_root, autocast_bf16=bf16, hidden_dropout_prob=0.1,
+                                         attn_dropout_prob=0.1)
+            _train(model, train, epochs=15, seed=seed)
+            results[(bf16, seed)] = _hits(model, test)
+    fp32 = [results[(False, s)] for s in (0, 1)]
+    bf16 = [results[(True, s)] for s in (0, 1)]
+    noise = max(abs(fp32[0] - fp32[1]), abs(bf16[0] - bf16[1]), 0.1)  # 40 users: one user = 0.025
+    assert abs(sum(fp32) / 2 - sum(bf16) / 2) <= noise, (fp32, bf16)
+    assert min(bf16) > 0.15  # learnt something (chance: 10 / 30 items minus seen ones)
