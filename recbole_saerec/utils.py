@@ -22,8 +22,25 @@ def plugin_model_names():
     return sorted(PLUGIN_MODELS)
 
 
+def _undo_recbole_anomaly_detection():
+    # recbole/model/sequential_recommender/sine.py calls
+    # torch.autograd.set_detect_anomaly(True) at import, and importing ANY RecBole
+    # sequential model imports it: every backward then NaN-checks each output,
+    # ~44% of a training step, for every model in the process. Debug-only; off.
+    import torch
+
+    torch.autograd.set_detect_anomaly(False)
+
+
 def get_model(model_name):
     """Return the model class: plugin models first, then RecBole's."""
+    try:
+        return _find_model(model_name)
+    finally:
+        _undo_recbole_anomaly_detection()
+
+
+def _find_model(model_name):
     if model_name in PLUGIN_MODELS:
         return getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name)
     for submodule in RECBOLE_SUBMODULES:

@@ -12,7 +12,7 @@ from conftest import GENRES, N_ITEMS, base_config, seed_all, write_fake_intents,
 from recbole_saerec import explain, steer
 from recbole_saerec.config import Config
 from recbole_saerec.data import split_with_protocol
-from recbole_saerec.explain import Bundle, ItemText, explain_users, load_model, scored_forward
+from recbole_saerec.explain import Bundle, ItemText, explain_users, load_model
 from recbole_saerec.quick_start import run
 from recbole_saerec.steer import rank_all, select_intents, steer_report, steered
 from recbole_saerec.utils import get_model

@@ -95,6 +95,9 @@ def test_shapes_and_contributions_sum_to_the_score(guided_cfg):
     assert scores.shape == (user.shape[0], model.n_items)
     assert contrib.shape == (user.shape[0], model.n_items - 1, 3)
     assert torch.allclose(contrib.sum(-1), scores[:, 1:], atol=1e-5)
+    model.pack_tokens = True  # the packed path gives the same scores
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(batch), scores, atol=1e-5)
     model.load_other_parameter(model.other_parameter())  # same attribute build: fine
     with pytest.raises(ValueError, match="guided attributes"):
         model.load_other_parameter({"guided_fingerprint": "another-build"})

@@ -51,6 +51,7 @@ class GuidedRec(SequentialRecommender):
         self.projection = config["guided_projection"]
         self.base_checkpoint = config["base_checkpoint"]
         self.base_reduction = config["base_reduction"]
+        self.pack_tokens = config["pack_tokens"]
         if config["loss_type"] != "CE":
             raise ValueError("GuidedRec trains with softmax cross-entropy over all items: set loss_type: CE.")
         if self.projection not in ("linear", "none") or self.base_reduction not in ("pca", "linear"):
@@ -164,11 +165,16 @@ class GuidedRec(SequentialRecommender):
     def user_and_table(self, item_seq, item_seq_len):
         table = self.item_table()
         item_seq = trim_to_longest(item_seq, item_seq_len)
-        packer = Packer(item_seq_len, item_seq.shape[1])  # position-wise work on real tokens only
-        items = item_seq.reshape(-1).index_select(0, packer.index)
-        x = self.dropout(self.LayerNorm(table[items] + self.position_embedding(packer.positions)))
-        h = self.blocks(x, causal=True, packer=packer)
-        return h[packer.last], table
+        if self.pack_tokens:  # position-wise work on real tokens only (layers.Packer)
+            packer = Packer(item_seq_len, item_seq.shape[1])
+            items = item_seq.reshape(-1).index_select(0, packer.index)
+            x = self.dropout(self.LayerNorm(table[items] + self.position_embedding(packer.positions)))
+            return self.blocks(x, causal=True, packer=packer)[packer.last], table
+        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+        x = self.dropout(self.LayerNorm(table[item_seq] + self.position_embedding(positions).unsqueeze(0)))
+        h = self.blocks(x, causal=True)
+        last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
+        return h[torch.arange(h.shape[0], device=h.device), last], table
 
     def contributions(self, user, table, items):
         """Score split by block: [B, K, n_blocks] for items [B, K]; sums to user . table[item]."""
