@@ -62,7 +62,7 @@ class SAERec(SequentialRecommender):
         self.intent_query_source = config["intent_query_source"]
         self.item_intent_feature = config["item_intent_feature"]
         self.autocast_bf16 = config["autocast_bf16"]
-        self.pack_tokens = config["pack_tokens"] if "pack_tokens" in config else True
+        self.pack_tokens = config["pack_tokens"] if "pack_tokens" in config else False
         self.compile = config["compile"] if "compile" in config else False
         if config["loss_type"] != "CE":
             raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
