@@ -31,18 +31,10 @@ import scipy.sparse as sp
 import torch
 
 from recbole_saerec.artefacts import MANIFEST, items_sha1, resolve_intent_dir, save_artefacts
-from recbole_saerec.intents.corpus import build_corpus
+from recbole_saerec.intents.corpus import _cfg, build_corpus
 from recbole_saerec.intents.encode import cache_key, encode_cached, make_encoder
 
 VERDICT_ORDER = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
-
-
-def _cfg(config, key, default=None):
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
 
 
 def _sha(obj):
