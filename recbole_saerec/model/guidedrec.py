@@ -31,7 +31,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.guided import build_guided, pca_reduce
-from recbole_saerec.model.layers import BlockStack, Packer, trim_to_longest
+from recbole_saerec.model.layers import BlockStack, Packer, init_weights, trim_to_longest
 
 
 class GuidedRec(SequentialRecommender):
@@ -121,13 +121,7 @@ class GuidedRec(SequentialRecommender):
             self.base_embedding.weight.requires_grad_(bool(config["base_finetune"]))
 
     def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        init_weights(module, self.initializer_range)
 
     def load_base_table(self, config, path):
         from recbole_saerec.trainer import load_checkpoint

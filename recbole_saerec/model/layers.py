@@ -24,6 +24,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def init_weights(module, std):
+    """BERT/RecBole initialisation (as SASRec's): N(0, std) weights, zero biases, unit LayerNorm."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        module.weight.data.normal_(mean=0.0, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        module.bias.data.zero_()
+        module.weight.data.fill_(1.0)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        module.bias.data.zero_()
+
+
 class FeedForward(nn.Module):
     def __init__(self, hidden_size, inner_size, dropout, layer_norm_eps):
         super().__init__()

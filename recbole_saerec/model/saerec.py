@@ -34,7 +34,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
-from recbole_saerec.model.layers import BlockStack, Packer, trim_to_longest
+from recbole_saerec.model.layers import BlockStack, Packer, init_weights, trim_to_longest
 
 
 class SAERec(SequentialRecommender):
@@ -118,13 +118,7 @@ class SAERec(SequentialRecommender):
         self._run = torch.compile(self._forward, dynamic=True) if self.compile else self._forward
 
     def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+        init_weights(module, self.initializer_range)
 
     # ------------------------------------------------------------------ pieces
     def projected_intents(self):
