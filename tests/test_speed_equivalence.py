@@ -9,7 +9,7 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config, seed_all
 from recbole_saerec.config import Config
-from recbole_saerec.model.layers import BlockStack, Packer
+from recbole_saerec.model.layers import BlockStack, Packer, bucketed_count
 from recbole_saerec.utils import get_model
 
 
@@ -53,6 +53,32 @@ def test_packed_blockstack_equals_padded_at_real_positions():
         padded = stack(x, causal=True)
         packed = stack(p.pack(x), causal=True, packer=p)
     assert torch.allclose(p.pack(padded), packed, atol=1e-6)
+
+
+def test_bucketed_count_bounds_overhead_and_distinct_shapes():
+    sizes = [bucketed_count(n) for n in range(1, 256 * 50 + 1)]
+    assert all(n <= b <= n * (1 + 1 / 16) for n, b in zip(range(1, 256 * 50 + 1), sizes))
+    # a Beauty training batch packs ~1,500-3,500 real tokens: a handful of shapes, not thousands
+    assert len({bucketed_count(n) for n in range(1500, 3500)}) <= 24
+    assert len(set(sizes)) <= 16 * 14
+
+
+def test_bucketed_packer_adds_only_padding_and_keeps_real_outputs():
+    """Bucketing packs extra PADDING positions after the real ones; real outputs do not change."""
+    torch.manual_seed(0)
+    lengths = torch.tensor([9, 1, 13, 4, 0, 7])  # 35 real tokens -> bucket 36
+    p, plain = Packer(lengths, 13), Packer(lengths, 13, bucket=False)
+    assert p.n_real == plain.index.numel() == 35 and p.index.numel() == bucketed_count(35) == 36
+    assert torch.equal(p.index[:35], plain.index) and torch.equal(p.last, plain.last)
+    real = (torch.arange(13).unsqueeze(0) < lengths.clamp_min(1).unsqueeze(1)).reshape(-1)
+    assert not real[p.index[35:]].any() and p.index.unique().numel() == p.index.numel()
+    stack = BlockStack(2, 2, 16, 32, 0.0, 0.0, 1e-12).eval()
+    x = torch.randn(6, 13, 16)
+    with torch.no_grad():
+        a = stack(p.pack(x), causal=True, packer=p)[:35]
+        b = stack(plain.pack(x), causal=True, packer=plain)
+        padded = stack(x, causal=True)
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(plain.pack(padded), b, atol=1e-6)
 
 
 @pytest.mark.parametrize("switch", [{}, {"intent_query": "last_item", "intent_query_source": "embedding"}])

@@ -18,6 +18,8 @@ written for speed on CPU and GPU:
   padded [B, L, d] layout. Padded positions are never read by real ones (causal
   mask, right padding), so real outputs are the same; on Beauty (~8 real of up
   to 50 positions per sample) this removes most of a step's element-wise work.
+  The token count is rounded up to a few sizes per power of two (``bucketed_count``):
+  a new shape every batch made oneDNN's per-shape cache grow resident memory.
 """
 import torch
 import torch.nn.functional as F
@@ -114,19 +116,42 @@ class BlockStack(nn.Module):
         return x
 
 
+def bucketed_count(n, per_octave=16):
+    """Round n up to one of `per_octave` sizes per power of two (at most 1/per_octave more).
+
+    Why: oneDNN (torch's CPU matmul backend) caches one primitive per input shape, and
+    resident memory grew ~5 MB per step when every batch had a new token count (1,024
+    cached shapes by default). Bucketing bounds the shapes seen in a run to a few dozen.
+    """
+    if n <= per_octave:
+        return n
+    step = (1 << (n.bit_length() - 1)) // per_octave
+    return -(-n // step) * step
+
+
 class Packer:
     """The real positions of a right-padded [B, L] batch, flattened to [N] (N = sum of lengths).
 
-    ``pack`` [B, L, d] -> [N, d]; ``unpack`` [N, d] -> [B, L, d] with zeros at padding;
-    ``positions`` [N] position of each token; ``last`` [B] packed index of each sequence's
-    last real token. A length of 0 counts as 1 (position 0 is read, as the padded path does).
+    ``pack`` [B, L, d] -> [N', d]; ``unpack`` [N', d] -> [B, L, d]; ``positions`` [N'] position
+    of each token; ``last`` [B] packed index of each sequence's last real token. A length of 0
+    counts as 1 (position 0 is read, as the padded path does).
+
+    With ``bucket=True`` (the default) N' = ``bucketed_count(N)``: the first N' - N PADDING
+    positions are packed too, after the real ones. They are keys no real query can attend
+    to (causal mask, right padding) and are never read, so real outputs are unchanged; the
+    point is a bounded set of shapes (see ``bucketed_count``).
     """
 
-    def __init__(self, lengths, max_len):
+    def __init__(self, lengths, max_len, bucket=True):
         lengths = lengths.clamp(1, max_len)
         self.batch, self.max_len = lengths.shape[0], max_len
-        mask = torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
-        self.index = mask.reshape(-1).nonzero().squeeze(1)  # [N] into B * L
+        mask = (torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).reshape(-1)
+        self.index = mask.nonzero().squeeze(1)  # [N] into B * L, real tokens in row-major order
+        n_real = self.index.numel()
+        extra = min(bucketed_count(n_real), mask.numel()) - n_real if bucket else 0
+        if extra > 0:
+            self.index = torch.cat([self.index, (~mask).nonzero().squeeze(1)[:extra]])
+        self.n_real = n_real
         self.positions = self.index % max_len
         self.last = lengths.cumsum(0) - 1
 
