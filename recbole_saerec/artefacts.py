@@ -68,6 +68,16 @@ def resolve_intent_dir(config):
     return os.path.abspath(os.path.join(root, config["dataset"], tag))
 
 
+def shared_cache_dir(intent_root, dataset):
+    """The cache every build of a dataset shares: the default build's own (`<root>/<dataset>/default/cache`).
+
+    build_intents keys each cached stage by its inputs and settings, so builds that differ
+    only downstream (k, the judge filter, KMeans instead of the SAE) reuse the same text
+    embeddings, and an ablation studies only the part it changes.
+    """
+    return os.path.join(os.path.abspath(intent_root or "saved_intents"), dataset, "default", "cache")
+
+
 def build_hint(dataset, intent_dir):
     return (
         f"Build them with: python -m recbole_saerec.intents build --dataset={dataset} "

@@ -352,7 +352,7 @@ class Benchmark:
 
     # -- intents needed by the variants, built once per artefact directory
     def ensure_intents(self, plan):
-        from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir
+        from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir, shared_cache_dir
         from recbole_saerec.config import Config
         from recbole_saerec.utils import get_model
 
@@ -369,11 +369,9 @@ class Benchmark:
             if not config["intent_autobuild"]:
                 continue  # the model reports what is missing
             if not config["intent_cache_dir"] and not config["intent_dir"]:
-                # every tag of a dataset shares the default build's cache (keyed by content):
                 # noIde then filters the very same SAE latents as SAERec, KMeans-Intent
                 # clusters the very same embeddings -- only the studied part differs
-                config["intent_cache_dir"] = os.path.join(os.path.abspath(config["intent_root"] or "saved_intents"),
-                                                          self.dataset, "default", "cache")
+                config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], self.dataset)
             log(f"building intents for {variant['name']} in {intent_dir} (cache {config['intent_cache_dir']})")
             from recbole_saerec.intents.build import build_intents
 

@@ -405,7 +405,7 @@ def prepare_intents(setup, builder=None, log=print):
     """Build each distinct intent artefact set once (driver side); record tag -> directory."""
     if not setup["needs_intents"]:
         return
-    from recbole_saerec.artefacts import MANIFEST
+    from recbole_saerec.artefacts import MANIFEST, shared_cache_dir
     from recbole_saerec.config import Config
 
     base = setup["config_dict"]
@@ -426,10 +426,10 @@ def prepare_intents(setup, builder=None, log=print):
         log(f"[tune] intents {tag}: building in {intent_dir}")
         start = time.time()
         build_cfg = dict(base, **values, intent_dir=intent_dir)
-        # One cache for all builds of the sweep: the text embeddings are computed once, not once per k
-        # (build_intents keys its caches by their inputs and settings, so sharing is safe).
+        # One cache for all builds of the dataset (sweeps, benchmark, the default build): the text
+        # embeddings are computed once, not once per k.
         if not build_cfg.get("intent_cache_dir"):
-            build_cfg["intent_cache_dir"] = os.path.join(base["intent_root"], setup["dataset"], "cache")
+            build_cfg["intent_cache_dir"] = shared_cache_dir(base["intent_root"], setup["dataset"])
         with _argv([]):
             config = Config(model=setup["model"], dataset=setup["dataset"], config_dict=build_cfg)
         builder(config, intent_dir=intent_dir, progress=True)
