@@ -46,6 +46,13 @@ class Config(RecBoleConfig):
                    "object": "object_", "str": "str_", "long": "int_", "unicode": "str_"}
         for alias, target in aliases.items():
             setattr(np, alias, getattr(np, target))
+        # RecBole's graph models (LightGCN, NGCF, NCL, GCMC, SpectralCF) fill their adjacency
+        # with dok_matrix._update, which scipy >= 1.13 removed (a dok_matrix is no longer a
+        # dict). Same operation on the new internal dict; added only where it is missing.
+        import scipy.sparse as sp
+
+        if not hasattr(sp.dok_matrix, "_update") and hasattr(sp.dok_matrix((1, 1)), "_dict"):
+            sp.dok_matrix._update = lambda self, data: self._dict.update(data)
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

@@ -162,7 +162,7 @@ def test_checkpoint_reloads_with_identical_scores(tiny_root, tmp_path):
         assert torch.equal(model.public_ema, ckpt["state_dict"]["public_ema"])
 
 
-@pytest.mark.parametrize("model_name", ["SASRec", "GRU4Rec", "BPR"])
+@pytest.mark.parametrize("model_name", ["SASRec", "GRU4Rec", "BPR", "LightGCN"])
 def test_recbole_baselines_run_through_the_same_entry_point(tiny_root, tmp_path, model_name):
     result = run(model_name, "tiny", config_dict=base_config(tiny_root, tmp_path))
     test = result["test_result"]
