@@ -249,6 +249,57 @@ def explain_users(bundle, users=None, topk=10, n_history=10, batch_size=None):
     return out
 
 
+def retrieval_summary(explanations, top=10):
+    """How personal the personal intents are, over many explanations (e.g. every test user).
+
+    Cosine top-S retrieval can collapse onto a few "hub" intents that every user retrieves;
+    then the personal branch is not personal and the public set (the most retrieved
+    intents) equals it. Returns: users, distinct intents retrieved, the share of users
+    whose personal set is the most common one, the mean share of a user's personal
+    intents that are also public, the `top` most retrieved intents with the share of
+    users retrieving each, and the mean fusion weight per branch.
+    """
+    n = len(explanations)
+    if not n:
+        raise ValueError("retrieval_summary: no explanations given.")
+    counts, sets = {}, {}
+    for e in explanations:
+        rows = [p["row"] for p in e["personal_intents"]]
+        for r in rows:
+            counts[r] = counts.get(r, 0) + 1
+        key = tuple(sorted(rows))
+        sets[key] = sets.get(key, 0) + 1
+    public = lambda e: {p["row"] for p in e["public_intents"]}  # noqa: E731
+    overlap = [len({p["row"] for p in e["personal_intents"]} & public(e)) / max(len(e["personal_intents"]), 1)
+               for e in explanations]
+    first = explanations[0]
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return {
+        "users": n,
+        "distinct_personal_intents": len(counts),
+        "distinct_personal_sets": len(sets),
+        "most_common_set_share": max(sets.values()) / n,
+        "personal_also_public": sum(overlap) / n,
+        "most_retrieved": [{"row": r, "share_of_users": c / n,
+                            "summary": next(p["summary"] for e in explanations for p in e["personal_intents"]
+                                            if p["row"] == r),
+                            "words": next(p["words"][:6] for e in explanations for p in e["personal_intents"]
+                                          if p["row"] == r)} for r, c in ranked],
+        "mean_fusion": {b: sum(e["fusion"][b] for e in explanations) / n for b in first["fusion"]},
+    }
+
+
+def format_retrieval_summary(s):
+    lines = [f"retrieval over {s['users']} users: {s['distinct_personal_intents']} distinct personal intents, "
+             f"{s['distinct_personal_sets']} distinct sets; the most common set is {100 * s['most_common_set_share']:.1f}% "
+             f"of users; {100 * s['personal_also_public']:.1f}% of personal intents are also public",
+             "mean fusion weights: " + ", ".join(f"{b} {w:.3f}" for b, w in s["mean_fusion"].items()),
+             "most retrieved personal intents (share of users):"]
+    lines += [f"  {100 * m['share_of_users']:5.1f}%  #{m['row']:<4} {m['summary'] or '(no summary)'}  [{', '.join(m['words'])}]"
+              for m in s["most_retrieved"]]
+    return "\n".join(lines)
+
+
 def _intent_line(entry, value_key):
     words = ", ".join(entry["words"][:8])
     return (f"  {entry[value_key]:6.3f}  #{entry['row']:<4} {entry['summary'] or '(no summary)'}"
@@ -336,6 +387,7 @@ def main(argv=None):
     print("\n\n".join(format_explanation(e) for e in shown))
     if args.all:
         print(f"\n... {len(result)} users explained" + (f" (all in {args.json})" if args.json else ""))
+        print("\n" + format_retrieval_summary(retrieval_summary(result)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"], "topk": args.topk,

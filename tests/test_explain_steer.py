@@ -255,3 +255,31 @@ def test_explain_and_steer_clis_on_the_tiny_checkpoint(trained, tmp_path, capsys
                            "--topk=3"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "User u3" in proc.stdout and "Personal intents" in proc.stdout
+
+
+def _expl(personal, public, fusion=(0.5, 0.3, 0.2)):
+    entry = lambda r: {"row": r, "summary": f"intent {r}", "words": [f"w{r}"]}  # noqa: E731
+    return {"personal_intents": [entry(r) for r in personal], "public_intents": [entry(r) for r in public],
+            "fusion": dict(zip(["self", "personal", "public"], fusion))}
+
+
+def test_retrieval_summary_counts_hand_built_cases():
+    """3 users, S = 2: two share the set {1, 2}; public = {1, 3}."""
+    es = [_expl([1, 2], [1, 3]), _expl([2, 1], [1, 3], (0.1, 0.8, 0.1)), _expl([4, 5], [1, 3])]
+    s = explain.retrieval_summary(es, top=2)
+    assert s["users"] == 3 and s["distinct_personal_intents"] == 4 and s["distinct_personal_sets"] == 2
+    assert s["most_common_set_share"] == pytest.approx(2 / 3)
+    assert s["personal_also_public"] == pytest.approx((0.5 + 0.5 + 0.0) / 3)
+    assert [(m["row"], m["share_of_users"]) for m in s["most_retrieved"]] == [(1, 2 / 3), (2, 2 / 3)]
+    assert s["mean_fusion"]["personal"] == pytest.approx((0.3 + 0.8 + 0.3) / 3)
+    assert "2 distinct sets" in explain.format_retrieval_summary(s)
+
+
+def test_retrieval_summary_of_a_trained_model_matches_its_explanations(trained):
+    bundle = trained[2]
+    es = explain_users(bundle)
+    s = explain.retrieval_summary(es)
+    assert s["users"] == len(es)
+    rows = {p["row"] for e in es for p in e["personal_intents"]}
+    assert s["distinct_personal_intents"] == len(rows)
+    assert 0 < s["most_common_set_share"] <= 1 and 0 <= s["personal_also_public"] <= 1
