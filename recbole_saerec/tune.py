@@ -510,7 +510,16 @@ def run_sweep(argv=None, callbacks=None, intent_builder=None):
     grid = tuner.fit()
     out = args.out or setup.get("out")
     return write_outputs(setup, grid, exp_path, out, run_test=not args.no_test,
-                         wall_s=time.time() - started)
+                         wall_s=time.time() - started + (_previous_wall_s(exp_path) if args.resume else 0.0))
+
+
+def _previous_wall_s(exp_path):
+    """Wall time of the earlier invocations of a resumed sweep (from its last summary.json)."""
+    try:
+        with open(os.path.join(exp_path, "summary.json"), encoding="utf-8") as f:
+            return float(json.load(f).get("wall_s") or 0.0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _check_resources(setup):
@@ -558,14 +567,24 @@ def results_rows(setup, grid, exp_path):
             stopped = "asha"
         else:
             stopped = "no"
+        # The metric at the first ASHA rung, which every trial that ran reached: the like-for-like
+        # comparison (a trial stopped there never had the chance to reach a later "best").
+        at_rung = df.loc[df["epoch"] == setup["grace_period"], metric] if epochs else []
         rows.append({"trial_id": trial_id, **params, f"best_{metric}": best,
+                     rung_column(setup): float(at_rung.iloc[0]) if len(at_rung) else float("nan"),
                      "best_epoch": int(df.loc[df[metric].idxmax(), "epoch"]) if epochs else 0,
                      "epochs_run": epochs, "stopped_early": stopped, "status": status,
                      "time_s": round(float(last.get("time_total_s", 0.0)), 1),
                      "resumed_from_epoch": int(last.get("resumed_from", 0) or 0),
                      "_result": result})
-    rows.sort(key=lambda r: -r[f"best_{metric}"] if not math.isnan(r[f"best_{metric}"]) else math.inf)
+    # RecBole rounds metrics to 4 decimals, so exact ties happen: the lower trial id wins, every time
+    rows.sort(key=lambda r: (-r[f"best_{metric}"] if not math.isnan(r[f"best_{metric}"]) else math.inf,
+                             r["trial_id"]))
     return rows
+
+
+def rung_column(setup):
+    return f"{setup['metric']}_epoch{setup['grace_period']}"
 
 
 def _fmt(v, metric=False):
@@ -588,7 +607,7 @@ def write_table(rows, columns, csv_path, md_path, header_lines=()):
         f.write("| " + " | ".join(columns) + " |\n")
         f.write("|" + "|".join("---" for _ in columns) + "|\n")
         for r in rows:
-            f.write("| " + " | ".join(_fmt(r[c], c.startswith("best_")) for c in columns) + " |\n")
+            f.write("| " + " | ".join(_fmt(r[c], c.startswith("best_") or "_epoch" in c) for c in columns) + " |\n")
 
 
 def write_best_yaml(setup, params, path, note):
@@ -628,9 +647,15 @@ def plot_params(rows, setup, path):
             xs = [pos[v] + 0.08 * ((i % 5) - 2) for i, v in enumerate(values)]
             ax.set_xticks(range(len(cats)))
             ax.set_xticklabels([_fmt(c) for c in cats])
-            means = [sum(r[f"best_{metric}"] for r in done if r[key] == c) /
-                     max(1, sum(1 for r in done if r[key] == c)) for c in cats]
-            ax.plot(range(len(cats)), means, "-", color="0.6", zorder=1, label="mean")
+            # mean at the first rung over ALL trials: "best" mixes trials ASHA stopped there with
+            # trials that ran longer, so its mean would reflect ASHA's order, not the parameter
+            rung = rung_column(setup)
+            means = []
+            for c in cats:
+                vals = [r[rung] for r in done if r[key] == c and not math.isnan(r[rung])]
+                means.append(sum(vals) / len(vals) if vals else float("nan"))
+            ax.plot(range(len(cats)), means, "-", color="0.6", zorder=1,
+                    label=f"mean at epoch {setup['grace_period']} (all trials)")
         early = [r["stopped_early"] not in ("no", "patience") for r in done]
         ax.scatter([x for x, e in zip(xs, early) if not e], [r[f"best_{metric}"] for r, e in zip(done, early) if not e],
                    color="C0", label="ran to the end", zorder=2)
@@ -661,9 +686,10 @@ def write_outputs(setup, grid, exp_path, out=None, run_test=True, wall_s=None):
     finished = all(r["status"] in ("TERMINATED", "ERROR") for r in rows)
     local_exp = "://" not in exp_path
     target = exp_path if local_exp else tempfile.mkdtemp(prefix="saerec-tune-")
-    columns = ["trial_id", *setup["swept"], f"best_{metric}", "best_epoch", "epochs_run", "stopped_early",
+    columns = ["trial_id", *setup["swept"], f"best_{metric}", rung_column(setup), "best_epoch", "epochs_run",
+               "stopped_early",
                "status", "time_s", "resumed_from_epoch"]
-    summary = {"experiment": exp_path, "metric": metric, "finished": finished, "n_trials": len(rows),
+    summary = {"experiment": exp_path, "metric": metric, "finished": finished, "n_trials": len(rows), "wall_s": wall_s,
                "rows": [{c: r[c] for c in columns} for r in rows]}
     best = next((r for r in rows if r["epochs_run"] > 0 and r["_result"].checkpoint), None)
     files = {"csv": "results.csv", "md": "results.md", "yaml": "best.yaml", "test": "best_test.json",
@@ -674,8 +700,9 @@ def write_outputs(setup, grid, exp_path, out=None, run_test=True, wall_s=None):
               f"- budget: max {setup['max_epochs']} epochs/trial, ASHA grace {setup['grace_period']}, "
               f"reduction factor {setup['reduction_factor']}, {setup['cpus_per_trial']} CPU + "
               f"{setup['gpus_per_trial']} GPU per trial",
-              f"- metric: valid {metric} (best epoch per trial); {len(rows)} trials"
-              + (f"; wall time {wall_s / 60:.1f} min" if wall_s else ""), ""]
+              f"- metric: valid {metric} (best epoch per trial; `{rung_column(setup)}`: at epoch "
+              f"{setup['grace_period']}, the first ASHA rung, reached by every trial); {len(rows)} trials"
+              + (f"; wall time {wall_s / 60:.1f} min (all invocations)" if wall_s else ""), ""]
     if best is not None:
         params = {k: best[k] for k in setup["swept"]}
         summary["best"] = {"trial_id": best["trial_id"], "params": params, f"valid_{metric}": best[f"best_{metric}"],

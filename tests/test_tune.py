@@ -119,6 +119,9 @@ def test_trials_ran_and_asha_stopped_the_bad_one(asha_sweep):
     assert good["epochs_run"] == 4 and good["stopped_early"] == "no"
     assert bad["epochs_run"] == 1 and bad["stopped_early"] == "asha"
     assert good["best_ndcg@10"] > bad["best_ndcg@10"]
+    # the first-rung column (epoch 1, reached by both): the stopped trial's equals its best
+    assert bad["ndcg@10_epoch1"] == bad["best_ndcg@10"] and good["ndcg@10_epoch1"] <= good["best_ndcg@10"]
+    assert good["ndcg@10_epoch1"] > bad["ndcg@10_epoch1"]
     assert summary["best"]["params"] == {"learning_rate": 1e-2}
     for name in ("results.csv", "results.md", "best.yaml", "best_test.json", "metric_vs_params.png",
                  "summary.json"):
