@@ -720,7 +720,8 @@ def plot(path, summary, dataset):
     for i, v in enumerate(variants):
         means = [summary[v][m][0] for m in metrics]
         stds = [summary[v][m][1] for m in metrics]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=v)
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=v,
+               color=plt.cm.tab20(i % 20))  # the default cycle repeats after 10 models
     ax.set_xticks(x, [label(m) for m in metrics])
     ax.set_ylabel("test (mean ± std over seeds)")
     ax.set_title(f"{dataset}: full ranking, leave-one-out")
