@@ -262,12 +262,12 @@ def retrieval_summary(explanations, top=10):
     n = len(explanations)
     if not n:
         raise ValueError("retrieval_summary: no explanations given.")
-    counts, sets = {}, {}
+    counts, sets, entries = {}, {}, {}
     for e in explanations:
-        rows = [p["row"] for p in e["personal_intents"]]
-        for r in rows:
-            counts[r] = counts.get(r, 0) + 1
-        key = tuple(sorted(rows))
+        for p in e["personal_intents"]:
+            counts[p["row"]] = counts.get(p["row"], 0) + 1
+            entries.setdefault(p["row"], p)
+        key = tuple(sorted(p["row"] for p in e["personal_intents"]))
         sets[key] = sets.get(key, 0) + 1
     public = lambda e: {p["row"] for p in e["public_intents"]}  # noqa: E731
     overlap = [len({p["row"] for p in e["personal_intents"]} & public(e)) / max(len(e["personal_intents"]), 1)
@@ -280,11 +280,8 @@ def retrieval_summary(explanations, top=10):
         "distinct_personal_sets": len(sets),
         "most_common_set_share": max(sets.values()) / n,
         "personal_also_public": sum(overlap) / n,
-        "most_retrieved": [{"row": r, "share_of_users": c / n,
-                            "summary": next(p["summary"] for e in explanations for p in e["personal_intents"]
-                                            if p["row"] == r),
-                            "words": next(p["words"][:6] for e in explanations for p in e["personal_intents"]
-                                          if p["row"] == r)} for r, c in ranked],
+        "most_retrieved": [{"row": r, "share_of_users": c / n, "summary": entries[r]["summary"],
+                            "words": entries[r]["words"][:6]} for r, c in ranked],
         "mean_fusion": {b: sum(e["fusion"][b] for e in explanations) / n for b in first["fusion"]},
     }
 
