@@ -269,9 +269,8 @@ def retrieval_summary(explanations, top=10):
             entries.setdefault(p["row"], p)
         key = tuple(sorted(p["row"] for p in e["personal_intents"]))
         sets[key] = sets.get(key, 0) + 1
-    public = lambda e: {p["row"] for p in e["public_intents"]}  # noqa: E731
-    overlap = [len({p["row"] for p in e["personal_intents"]} & public(e)) / max(len(e["personal_intents"]), 1)
-               for e in explanations]
+    overlap = [len({p["row"] for p in e["personal_intents"]} & {p["row"] for p in e["public_intents"]})
+               / max(len(e["personal_intents"]), 1) for e in explanations]
     first = explanations[0]
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     return {

@@ -593,7 +593,8 @@ def _fmt(v, metric=False):
     return str(v)
 
 
-def write_table(rows, columns, csv_path, md_path, header_lines=()):
+def write_table(rows, columns, csv_path, md_path, header_lines=(), metric_columns=()):
+    """CSV + Markdown of `rows`; `metric_columns` are printed with 4 decimals."""
     import csv
 
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
@@ -607,7 +608,7 @@ def write_table(rows, columns, csv_path, md_path, header_lines=()):
         f.write("| " + " | ".join(columns) + " |\n")
         f.write("|" + "|".join("---" for _ in columns) + "|\n")
         for r in rows:
-            f.write("| " + " | ".join(_fmt(r[c], c.startswith("best_") or "_epoch" in c) for c in columns) + " |\n")
+            f.write("| " + " | ".join(_fmt(r[c], c in metric_columns) for c in columns) + " |\n")
 
 
 def write_best_yaml(setup, params, path, note):
@@ -725,7 +726,8 @@ def write_outputs(setup, grid, exp_path, out=None, run_test=True, wall_s=None):
         header += [f"**Interrupted**: some trials did not finish. Resume with "
                    f"`python -m recbole_saerec.tune --resume --storage_path={setup.get('storage_path')} "
                    f"--name={setup.get('name')}`", ""]
-    write_table(rows, columns, os.path.join(target, files["csv"]), os.path.join(target, files["md"]), header)
+    write_table(rows, columns, os.path.join(target, files["csv"]), os.path.join(target, files["md"]), header,
+                metric_columns=(f"best_{metric}", rung_column(setup)))
     with open(os.path.join(target, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, default=str)
     summary["files"] = {k: os.path.join(target, v) for k, v in files.items() if os.path.isfile(os.path.join(target, v))}
