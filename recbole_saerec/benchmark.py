@@ -41,7 +41,10 @@ BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "prope
 RUNS = "runs"
 METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "P"}
 # Defaults every benchmark run gets (the command line and --config_files still win).
-RUN_DEFAULTS = {"show_progress": False, "save_dataset": False, "save_dataloaders": False, "log_wandb": False}
+# resume_state: each run saves its full training state after every epoch in its own checkpoint_dir,
+# so a killed benchmark resumes mid-run (trainer.CheckpointMixin.fit).
+RUN_DEFAULTS = {"show_progress": False, "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
+                "resume_state": True}
 
 
 # ----------------------------------------------------------------------------- registry
@@ -178,6 +181,13 @@ def per_user_from_topk(topk_matrix, ks):
     return out
 
 
+def stopped_by(history, config):
+    """'patience' when early stopping ended the run, 'cap' when it hit the epochs cap (not converged)."""
+    if not history:
+        return None
+    return "cap" if history[-1]["epoch"] + 1 >= config["epochs"] else "patience"
+
+
 def per_user_metrics(model, dataset, config_file_list, config_dict, checkpoint_file):
     """Reload the valid-selected checkpoint and evaluate it on TEST, keeping each user's row.
 
@@ -293,6 +303,7 @@ class Benchmark:
             from recbole_saerec.trainer import load_checkpoint
 
             best_epoch = int(load_checkpoint(ckpt).get("epoch", -1))
+        history = result.get("history") or []
         tokens, per_user, test_again = per_user_metrics(model, self.dataset, self.config_files or None, cfg, ckpt)
         for key, value in result["test_result"].items():
             if key in per_user and abs(float(np.mean(per_user[key])) - float(value)) > 1e-3:
@@ -311,6 +322,8 @@ class Benchmark:
             "test_result": result["test_result"], "test_result_per_user_mean": {k: float(np.mean(v))
                                                                               for k, v in per_user.items()},
             "n_test_users": int(len(tokens)), "best_epoch": best_epoch, "epochs_cap": resolved["epochs"],
+            "epochs_run": len(history) or None, "stopped_by": stopped_by(history, resolved),
+            "mask_history": bool(resolved["mask_history"]), "history": history,
             "stopping_step": resolved["stopping_step"], "valid_metric": resolved["valid_metric"],
             "train_eval_seconds": round(train_s, 1), "seconds": round(time.time() - t0, 1),
             "started": started, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -318,6 +331,11 @@ class Benchmark:
             "config": {k: resolved[k] for k in resolved.final_config_dict},
         }
         write_json_atomic(self.run_path(run_id), record)
+        from recbole_saerec.trainer import resume_path
+
+        resume_file = resume_path(cfg["checkpoint_dir"], model)
+        if os.path.isfile(resume_file):  # the run is recorded: its training state is no longer needed
+            os.remove(resume_file)
         if not self.keep_checkpoints:
             shutil.rmtree(cfg["checkpoint_dir"], ignore_errors=True)
         self.durations.append(record["seconds"])
@@ -694,11 +712,15 @@ def write_csvs(out_dir, records, summary):
     with open(os.path.join(out_dir, "results.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["variant", "model", "role", "seed"] + [f"test_{m}" for m in metrics]
-                   + [f"valid_{m}" for m in metrics] + ["best_epoch", "seconds"])
+                   + [f"valid_{m}" for m in metrics]
+                   + ["best_epoch", "epochs_run", "stopped_by", "mask_history", "seconds", "min_per_epoch"])
         for r in records:
             w.writerow([r["variant"], r["model"], r.get("role"), r["seed"]]
                        + [r["test_result"][m] for m in metrics]
-                       + [r["best_valid_result"].get(m) for m in metrics] + [r.get("best_epoch"), r["seconds"]])
+                       + [r["best_valid_result"].get(m) for m in metrics]
+                       + [r.get("best_epoch"), r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
+                          r["seconds"], round(r["train_eval_seconds"] / 60 / r["epochs_run"], 2)
+                          if r.get("epochs_run") else None])
     with open(os.path.join(out_dir, "summary.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["variant", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])

@@ -70,13 +70,13 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True):
     from recbole.utils import init_seed
 
     from recbole_saerec.data import split_with_protocol
-    from recbole_saerec.trainer import load_checkpoint
+    from recbole_saerec.trainer import checkpoint_config, load_checkpoint
     from recbole_saerec.utils import get_model
 
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"No checkpoint at {checkpoint}.")
     saved = load_checkpoint(checkpoint)
-    config = saved["config"]
+    config = checkpoint_config(saved)
     if data_path:
         config["data_path"] = os.path.join(data_path, config["dataset"])
     if device is None:

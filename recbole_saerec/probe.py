@@ -227,11 +227,11 @@ def load_probed(checkpoint, data_path=None, overrides=None):
 
     from recbole_saerec.config import Config
     from recbole_saerec.data import split_with_protocol
-    from recbole_saerec.trainer import load_checkpoint
+    from recbole_saerec.trainer import checkpoint_config, load_checkpoint
     from recbole_saerec.utils import get_model
 
-    ckpt = load_checkpoint(checkpoint)  # a pickled dict: weights_only=False (file named by the user)
-    config = ckpt["config"]
+    ckpt = load_checkpoint(checkpoint)  # plain data (weights_only=True); trainer.load_checkpoint
+    config = checkpoint_config(ckpt)
     Config.compatibility_settings(config)  # numpy-2 aliases RecBole's dataset code still uses
     config["device"] = torch.device("cpu")
     config["use_gpu"] = False

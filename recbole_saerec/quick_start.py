@@ -79,4 +79,5 @@ def run(model=None, dataset=None, config_file_list=None, config_dict=None, saved
         "best_valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result or {}),
         "saved_model_file": trainer.saved_model_file if saved else None,
+        "history": list(getattr(trainer, "history", None) or []),  # per evaluated epoch (resume_state runs)
     }

@@ -15,6 +15,7 @@ RECBOLE_SUBMODULES = ["general_recommender", "sequential_recommender", "context_
 PLUGIN_MODELS = {
     "SAERec": "recbole_saerec.model.saerec",
     "GuidedRec": "recbole_saerec.model.guidedrec",
+    "PackedSASRec": "recbole_saerec.model.packed_sasrec",
 }
 
 

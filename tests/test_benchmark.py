@@ -36,11 +36,11 @@ def bench_out(tiny_root, tmp_path_factory):
         registry = benchmark.load_registry()
         variants = [benchmark.resolve_variant(n, registry) for n in ("SASRec", "SAERec")]
         first = benchmark.Benchmark("tiny", variants, [1, 2], out, cli_config=tiny_cli(tiny_root, tmp),
-                                    budget_epochs=2, work_dir=str(tmp / "work"))
+                                    budget_epochs=2, work_dir=str(tmp / "work"), search=False)
         first.run_all()
         first_calls = calls["n"]
         second = benchmark.Benchmark("tiny", variants, [1, 2], out, cli_config=tiny_cli(tiny_root, tmp),
-                                     budget_epochs=2, work_dir=str(tmp / "work"))
+                                     budget_epochs=2, work_dir=str(tmp / "work"), search=False)
         second.run_all()
         result = benchmark.report(out, "tiny", ["SASRec", "SAERec"], registry)
     finally:
@@ -58,6 +58,9 @@ def test_every_run_saved_once_and_resume_skips_them(bench_out):
             record = json.load(f)
         assert record["status"] == "ok" and record["config"]["epochs"] == 2
         assert {"versions", "machine", "seconds", "best_valid_result", "config"} <= set(record)
+        # resumable runs record each epoch, how the run ended and which ranking protocol it used
+        assert [h["epoch"] for h in record["history"]] == [0, 1] and record["epochs_run"] == 2
+        assert record["stopped_by"] == "cap" and record["mask_history"] is False
         assert record["config"]["seed"] == record["seed"]
         # per-user rows reproduce RecBole's aggregated test metrics
         per_user = benchmark.load_per_user(runs, name)

@@ -31,7 +31,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.guided import build_guided, pca_reduce
-from recbole_saerec.model.layers import BlockStack, Packer, init_weights, trim_to_longest
+from recbole_saerec.model.layers import BlockStack, encode_last, init_weights
 
 
 class GuidedRec(SequentialRecommender):
@@ -158,17 +158,9 @@ class GuidedRec(SequentialRecommender):
 
     def user_and_table(self, item_seq, item_seq_len):
         table = self.item_table()
-        item_seq = trim_to_longest(item_seq, item_seq_len)
-        if self.pack_tokens:  # position-wise work on real tokens only (layers.Packer)
-            packer = Packer(item_seq_len, item_seq.shape[1])
-            items = item_seq.reshape(-1).index_select(0, packer.index)
-            x = self.dropout(self.LayerNorm(table[items] + self.position_embedding(packer.positions)))
-            return self.blocks(x, causal=True, packer=packer)[packer.last], table
-        positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-        x = self.dropout(self.LayerNorm(table[item_seq] + self.position_embedding(positions).unsqueeze(0)))
-        h = self.blocks(x, causal=True)
-        last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
-        return h[torch.arange(h.shape[0], device=h.device), last], table
+        user = encode_last(table, item_seq, item_seq_len, self.position_embedding, self.LayerNorm, self.dropout,
+                           self.blocks, self.pack_tokens)[0]
+        return user, table
 
     def contributions(self, user, table, items):
         """Score split by block: [B, K, n_blocks] for items [B, K]; sums to user . table[item]."""

@@ -171,3 +171,26 @@ def trim_to_longest(item_seq, item_seq_len):
     """
     longest = int(item_seq_len.max())
     return item_seq[:, : max(longest, 1)]
+
+
+def encode_last(table, item_seq, item_seq_len, position_embedding, norm, dropout, stack, pack):
+    """SASRec's sequence encoder, read at each sequence's last real position.
+
+    x = dropout(LayerNorm(table[items] + positions)); h = causal block stack over x.
+    Returns (h_last [B, d], x_last [B, d], last_item [B]). With ``pack`` the position-wise work
+    runs on the real tokens only (Packer); without it, on the padded [B, L, d] layout. Both give
+    the same values (tests/test_speed_equivalence.py). Shared by SASRecP, SAERec and GuidedRec.
+    """
+    item_seq = trim_to_longest(item_seq, item_seq_len)
+    if pack:
+        packer = Packer(item_seq_len, item_seq.shape[1])
+        items = item_seq.reshape(-1).index_select(0, packer.index)  # [N]
+        x = dropout(norm(table[items] + position_embedding(packer.positions)))
+        h = stack(x, causal=True, packer=packer)
+        return h[packer.last], x[packer.last], items[packer.last]
+    positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+    x = dropout(norm(table[item_seq] + position_embedding(positions).unsqueeze(0)))
+    h = stack(x, causal=True)
+    last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
+    rows = torch.arange(item_seq.shape[0], device=item_seq.device)
+    return h[rows, last], x[rows, last], item_seq[rows, last]

@@ -21,7 +21,14 @@ Choices where the paper is vague (all config keys in properties/model/SAERec.yam
   cross-attention block stack whose query is the self-attention branch's last
   state (``intent_query_source: sequence``; ``embedding`` uses the last input
   embedding, the authors' parallel form). This costs O(B) instead of O(B x L).
-* Item-side intent feature (``item_intent_feature``): each item embedding adds
+* Fusion (``fusion``): ``adaptive`` = the paper's softmax gate over the branches (a convex
+  mix); ``sum`` (noFus) and ``mean`` (sum / n_branches, the scale control: a sum makes the
+  user vector ~n times larger than the gate's mix); ``residual`` = the authors' code: the
+  self branch plus a parameter-free attention of it over the intent branches,
+  h = h_self + sum_b softmax_b(<h_self, h_b> / sqrt(d)) h_b. Per-branch weights, their
+  entropy and the share of users with one branch > 0.9 are collected in evaluation and
+  returned by ``epoch_stats()`` (the benchmark records them per epoch).
+* Item-side intent feature (``item_intent_feature``, NOT in the paper nor the authors' code): each item embedding adds
   the L1-normalised mix of its intents' projected vectors
   (sum_j a_ij W_map p_j), so item text reaches items that have few
   interactions; the same table scores the output.
@@ -34,7 +41,9 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
-from recbole_saerec.model.layers import BlockStack, Packer, init_weights, trim_to_longest
+from recbole_saerec.model.layers import BlockStack, encode_last, init_weights
+
+FUSIONS = ("adaptive", "sum", "mean", "residual")
 
 
 class SAERec(SequentialRecommender):
@@ -66,7 +75,7 @@ class SAERec(SequentialRecommender):
         self.compile = config["compile"] if "compile" in config else False
         if config["loss_type"] != "CE":
             raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
-        for key, value, allowed in (("fusion", self.fusion, ("adaptive", "sum")),
+        for key, value, allowed in (("fusion", self.fusion, FUSIONS),
                                     ("intent_query", self.intent_query, ("sequence", "last_item")),
                                     ("intent_query_source", self.intent_query_source, ("sequence", "embedding"))):
             if value not in allowed:
@@ -94,6 +103,7 @@ class SAERec(SequentialRecommender):
         self.register_buffer("public_ema", torch.zeros(self.n_intents))
         self.register_buffer("last_batch_freq", torch.zeros(self.n_intents))
         self.register_buffer("steer_weights", torch.ones(self.n_intents), persistent=False)
+        self._fusion_acc = None  # running sums of evaluation-time fusion weights (epoch_stats)
 
         # --- define layers and loss --------------------------------------------
         d = self.hidden_size
@@ -160,25 +170,11 @@ class SAERec(SequentialRecommender):
         return out.float()
 
     def _forward(self, item_seq, item_seq_len, return_details):
-        item_seq = trim_to_longest(item_seq, item_seq_len)
         with torch.autocast(item_seq.device.type, enabled=False):  # small, once per forward: keep fp32
             intents = self.projected_intents()
             table = self.item_table(intents)
-        if self.pack_tokens:  # position-wise work on the real tokens only ([N, d], layers.Packer)
-            packer = Packer(item_seq_len, item_seq.shape[1])
-            items = item_seq.reshape(-1).index_select(0, packer.index)  # [N]
-            emb = table[items] + self.position_embedding(packer.positions)
-            x = self.dropout(self.LayerNorm(emb))
-            h_seq = self.self_branch(x, causal=True, packer=packer)
-            h_base, x_last, last_item = h_seq[packer.last], x[packer.last], items[packer.last]
-        else:  # padded [B, L, d]
-            positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-            emb = table[item_seq] + self.position_embedding(positions).unsqueeze(0)
-            x = self.dropout(self.LayerNorm(emb))
-            h_seq = self.self_branch(x, causal=True)
-            last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
-            rows = torch.arange(item_seq.shape[0], device=item_seq.device)
-            h_base, x_last, last_item = h_seq[rows, last], x[rows, last], item_seq[rows, last]  # [B, d]
+        h_base, x_last, last_item = encode_last(table, item_seq, item_seq_len, self.position_embedding,
+                                                self.LayerNorm, self.dropout, self.self_branch, self.pack_tokens)
         query_in = (h_base if self.intent_query_source == "sequence" else x_last).unsqueeze(1)
 
         retrieval_query = h_base if self.intent_query == "sequence" else table[last_item]
@@ -194,11 +190,9 @@ class SAERec(SequentialRecommender):
             memory = intents[public_idx].unsqueeze(0).expand(h_base.shape[0], -1, -1)
             branches.append(self.public_branch(query_in, memory=memory).squeeze(1))
         stacked = torch.stack(branches, dim=1)  # [B, n_branches, d]
-        if self.fusion_gate is not None:
-            weights = torch.softmax(self.fusion_gate(stacked.flatten(1)), dim=-1)
-        else:
-            weights = torch.ones(stacked.shape[:2], device=stacked.device, dtype=stacked.dtype)
-        user = (weights.unsqueeze(-1) * stacked).sum(1)
+        user, weights = self.fuse(stacked)
+        if not self.training:
+            self.log_fusion(weights.detach().float())
         if not return_details:
             return user
         names = ["self"] + (["personal"] if self.use_personal else []) + (["public"] if self.use_public else [])
@@ -206,6 +200,45 @@ class SAERec(SequentialRecommender):
             "personal_idx": personal_idx, "personal_scores": personal_scores.float(), "public_idx": public_idx,
             "fusion_weights": weights.float(), "branch_names": names, "item_table": table.float(),
         }
+
+    def fuse(self, stacked):
+        """[B, n_branches, d] -> (user [B, d], per-branch weights [B, n_branches]); see `fusion`."""
+        if stacked.shape[1] == 1:  # no intent branch (SASRec+IntentFeat): nothing to fuse
+            return stacked[:, 0], torch.ones_like(stacked[:, :, 0])
+        if self.fusion == "adaptive":
+            weights = torch.softmax(self.fusion_gate(stacked.flatten(1)), dim=-1)
+        elif self.fusion == "residual":
+            base, intent = stacked[:, 0], stacked[:, 1:]
+            attn = torch.softmax((intent @ base.unsqueeze(-1)).squeeze(-1) / base.shape[-1] ** 0.5, dim=-1)
+            weights = torch.cat([torch.ones_like(attn[:, :1]), attn], dim=1)
+        else:
+            scale = 1.0 if self.fusion == "sum" else 1.0 / stacked.shape[1]
+            weights = torch.full(stacked.shape[:2], scale, device=stacked.device, dtype=stacked.dtype)
+        return (weights.unsqueeze(-1) * stacked).sum(1), weights
+
+    def log_fusion(self, weights):
+        """Accumulate, per evaluated user, the branch weights, the entropy of the normalised weights
+        (1 = uniform, 0 = one branch) and whether one branch holds > 0.9 of the weight."""
+        share = weights / weights.sum(1, keepdim=True)
+        n = share.shape[1]
+        entropy = -(share * share.clamp_min(1e-12).log()).sum(1) / (torch.log(torch.tensor(float(n))) if n > 1 else 1.0)
+        acc = torch.cat([weights.sum(0), entropy.sum().view(1), (share.max(1).values > 0.9).float().sum().view(1),
+                         torch.tensor([float(weights.shape[0])], device=weights.device)]).cpu()
+        self._fusion_acc = acc if self._fusion_acc is None else self._fusion_acc + acc
+
+    def epoch_stats(self):
+        """Fusion weights seen in evaluation since the last call (the collapse the benchmark watches
+        for): mean weight per branch, mean normalised entropy, share of users with one branch > 0.9."""
+        if self._fusion_acc is None:
+            return {}
+        acc, self._fusion_acc = self._fusion_acc, None
+        n_users, names = acc[-1], ["self"] + (["personal"] if self.use_personal else []) + (
+            ["public"] if self.use_public else [])
+        stats = {f"fusion_{name}": float(acc[i] / n_users) for i, name in enumerate(names)}
+        if len(names) > 1:
+            stats["fusion_entropy"] = float(acc[-3] / n_users)
+            stats["fusion_collapsed_share"] = float(acc[-2] / n_users)
+        return stats
 
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
