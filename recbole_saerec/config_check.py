@@ -37,7 +37,7 @@ SIMILARITY = "[-1, 1]"
 RULES = {
     # --- overall.yaml: protocol and training ---
     "eval_args": ANY, "metrics": ANY, "topk": ANY, "valid_metric": ANY,
-    "eval_batch_size": POSITIVE_INT,
+    "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
     "protocol": ("clean", "authors_leaky"),
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
     "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
