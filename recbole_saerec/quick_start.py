@@ -41,8 +41,10 @@ def ensure_intents(config):
     if not getattr(model_class, "needs_intents", False):
         return
     from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir
+    from recbole_saerec.intents.build import check_intent_sources
 
     intent_dir = resolve_intent_dir(config)
+    check_intent_sources(config, intent_dir)  # [intents] texts changed since the build: rebuild or stop
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
         return  # the model validates what is there (or reports what is missing)
     getLogger().info(set_color("Intent artefacts missing", "yellow") + f": building them in {intent_dir}")
