@@ -230,7 +230,9 @@ def validate_config(final, external):
         if key not in final:
             continue
         typ, none_ok, where = types.get(key, (None, True, None))
-        problem = check_value(key, final[key], typ, none_ok, where)
+        # None from a default yaml is that yaml's choice (RecBole's own ml-100k leaves the
+        # interaction intervals at ~); None is only questioned when the user set it
+        problem = check_value(key, final[key], typ, none_ok or key not in external, where)
         if problem:
             source = "set by you" if key in external else "a default"
             problems.append(f"  {problem} [{source}]")

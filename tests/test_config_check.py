@@ -54,6 +54,17 @@ def test_good_values_pass(tiny_root, key, value):
     assert make(tiny_root, **{key: value})[key] == value
 
 
+@pytest.mark.parametrize("model", ["SAERec", "GuidedRec", "SASRec", "BPR", "GRU4Rec"])
+@pytest.mark.parametrize("dataset", ["ml-100k", "amazon-beauty", "amazon-sports", "amazon-toys"])
+def test_shipped_defaults_pass_their_own_rules(model, dataset, tmp_path, caplog):
+    config_dict = {"use_gpu": False, "checkpoint_dir": str(tmp_path)}
+    if model == "BPR":
+        config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+    with caplog.at_level(logging.WARNING, logger="recbole_saerec.config_check"):
+        Config(model=model, dataset=dataset, config_dict=config_dict)
+    assert "not a RecBole" not in caplog.text
+
+
 def test_intent_keep_refused_before_any_work(tiny_root, tmp_path):
     """The build CLI builds the same Config: a bad keep rule stops it in well under a second."""
     t = time.time()
