@@ -54,7 +54,7 @@ def test_good_values_pass(tiny_root, key, value):
     assert make(tiny_root, **{key: value})[key] == value
 
 
-@pytest.mark.parametrize("model", ["SAERec", "GuidedRec", "SASRec", "BPR", "GRU4Rec"])
+@pytest.mark.parametrize("model", ["SAERec", "GuidedRec", "PackedSASRec", "SASRec", "BPR", "GRU4Rec"])
 @pytest.mark.parametrize("dataset", ["ml-100k", "amazon-beauty", "amazon-sports", "amazon-toys"])
 def test_shipped_defaults_pass_their_own_rules(model, dataset, tmp_path, caplog):
     config_dict = {"use_gpu": False, "checkpoint_dir": str(tmp_path)}
