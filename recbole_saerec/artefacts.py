@@ -31,10 +31,20 @@ The fingerprint names what the intents were built from::
 A model refuses artefacts whose dataset differs from its config, whose item
 set does not cover the dataset's items, or whose encoder differs from the one
 the config names (``intent_encoder``), and any empty / NaN / malformed tensor.
+
+The manifest also records the sha256 of every contract file (``sha256``) and of
+the raw data files the corpus was read from (``sources``): a file changed or cut
+short after the build is refused before it is unpickled, and changed item texts
+are caught by ``intents.build.check_intent_sources``. Every file is written to a
+per-process temporary name, fsynced and renamed into place, so an interrupted or
+concurrent writer never leaves a torn file under the real name.
 """
 import hashlib
 import json
 import os
+import tempfile
+from contextlib import contextmanager
+from logging import getLogger
 
 import torch
 
@@ -85,22 +95,61 @@ def build_hint(dataset, intent_dir):
     )
 
 
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+
+    The name is unique per writer (mkstemp), so two processes writing the same file never
+    write into one temporary; a crash leaves at most a stray ``*.tmp``, never a torn ``path``.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # the rename itself survives a power cut only once the directory is synced
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
 def write_json_atomic(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1, ensure_ascii=False)
-    os.replace(tmp, path)
 
 
 def save_tensor_file_atomic(path, obj):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def file_sha256(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_artefacts(intent_dir, fingerprint, vectors, latent_ids, item_tokens, indices, values,
-                   catalogue, stats=None, extra_files=()):
-    """Write a complete artefact set; the manifest goes last (a partial dir has none)."""
+                   catalogue, stats=None, extra_files=(), sources=None):
+    """Write a complete artefact set; the manifest goes last (a partial dir has none).
+
+    ``sources``: {path: sha256} of the raw files the corpus was read from (checked later
+    by ``intents.build.check_intent_sources``).
+    """
     os.makedirs(intent_dir, exist_ok=True)
     fingerprint = dict(fingerprint, format_version=FORMAT_VERSION)
     vectors = torch.as_tensor(vectors, dtype=torch.float32).contiguous()
@@ -120,6 +169,8 @@ def save_artefacts(intent_dir, fingerprint, vectors, latent_ids, item_tokens, in
         "fingerprint": fingerprint, "n_intents": int(vectors.shape[0]), "dim": int(vectors.shape[1]),
         "n_items": len(item_tokens), "stats": stats or {},
         "files": [INTENTS, ITEM_INTENTS, CATALOGUE, *extra_files],
+        "sha256": {name: file_sha256(os.path.join(intent_dir, name)) for name in (INTENTS, ITEM_INTENTS, CATALOGUE)},
+        "sources": dict(sources or {}),
     })
 
 
@@ -166,6 +217,29 @@ def _fail(intent_dir, dataset, what):
     raise IntentArtefactError(f"Intent artefacts in {intent_dir}: {what}\n{build_hint(dataset, intent_dir)}")
 
 
+def check_file_hashes(intent_dir, dataset, manifest):
+    """Refuse a contract file whose bytes differ from the build's (edited, overwritten, truncated)."""
+    recorded = manifest.get("sha256")
+    if not recorded:  # built before hashes were recorded: nothing to compare with
+        getLogger().warning(f"Intent artefacts in {intent_dir} carry no content hashes (an older build): "
+                            f"they are not checked for corruption. {build_hint(dataset, intent_dir)}")
+        return
+    for name, expected in recorded.items():
+        path = os.path.join(intent_dir, name)
+        if file_sha256(path) != expected:
+            _fail(intent_dir, dataset, f"{name} ({os.path.getsize(path)} bytes) differs from the file the build "
+                                       f"wrote (sha256 recorded in {MANIFEST}): it was modified, overwritten or "
+                                       "truncated after the build. Rebuild the intents.")
+
+
+def _load_tensor_file(intent_dir, dataset, name):
+    try:
+        return torch.load(os.path.join(intent_dir, name), weights_only=True)
+    except Exception as exc:  # torch raises OSError/RuntimeError/UnpicklingError for torn or foreign files
+        _fail(intent_dir, dataset, f"{name} cannot be read as a tensor file ({type(exc).__name__}: {exc}); "
+                                   "it is truncated or not what the build wrote.")
+
+
 def load_artefacts(intent_dir, dataset, item_tokens=None, encoder=None):
     """Load and check an artefact directory.
 
@@ -181,11 +255,15 @@ def load_artefacts(intent_dir, dataset, item_tokens=None, encoder=None):
         _fail(intent_dir, dataset, "directory does not exist.")
     if not os.path.isfile(manifest_path):
         _fail(intent_dir, dataset, f"no {MANIFEST} (missing, or the build was interrupted before finishing).")
-    with open(manifest_path, encoding="utf-8") as f:
-        manifest = json.load(f)
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (ValueError, UnicodeDecodeError) as exc:
+        _fail(intent_dir, dataset, f"{MANIFEST} is not valid JSON ({exc}): the directory is damaged.")
     for name in (INTENTS, ITEM_INTENTS, CATALOGUE):
         if not os.path.isfile(os.path.join(intent_dir, name)):
             _fail(intent_dir, dataset, f"file {name} is missing.")
+    check_file_hashes(intent_dir, dataset, manifest)
     fp = manifest.get("fingerprint", {})
     if fp.get("format_version") != FORMAT_VERSION:
         _fail(intent_dir, dataset, f"format version {fp.get('format_version')} != {FORMAT_VERSION}.")
@@ -194,8 +272,8 @@ def load_artefacts(intent_dir, dataset, item_tokens=None, encoder=None):
     if encoder and fp.get("encoder") != encoder:
         _fail(intent_dir, dataset, f"built with encoder '{fp.get('encoder')}', but the config names "
                                    f"intent_encoder='{encoder}'.")
-    intents = torch.load(os.path.join(intent_dir, INTENTS), weights_only=True)
-    items = torch.load(os.path.join(intent_dir, ITEM_INTENTS), weights_only=True)
+    intents = _load_tensor_file(intent_dir, dataset, INTENTS)
+    items = _load_tensor_file(intent_dir, dataset, ITEM_INTENTS)
     for name, part in ((INTENTS, intents), (ITEM_INTENTS, items)):
         if part.get("fingerprint") != fp:
             _fail(intent_dir, dataset, f"{name} has a different fingerprint than {MANIFEST} "

@@ -16,6 +16,17 @@ PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "prop
 
 
 class Config(RecBoleConfig):
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        self._validate()
+
+    def _validate(self):
+        # Before any work (dataset, encoder, SAE): unknown keys warned with the closest
+        # known one, every plugin value checked against its type, range or choices.
+        from recbole_saerec.config_check import validate_config
+
+        validate_config(self.final_config_dict, self.external_config_dict)
+
     def _init_device(self):
         # RecBole writes CUDA_VISIBLE_DEVICES from `gpu_id`. When the variable is
         # already set (by the user, or by Ray Tune for the GPU it assigned to a

@@ -13,7 +13,7 @@ from recbole.data import create_dataset
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_saerec.config import Config
-from recbole_saerec.data import check_dataset_files, split_with_protocol
+from recbole_saerec.data import check_atomic_files, check_dataset_files, split_with_protocol
 from recbole_saerec.utils import get_model, get_trainer
 
 
@@ -21,6 +21,7 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     """Config, logger, dataset and splits: everything before the model exists."""
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     check_dataset_files(config)  # [data] clear error + prepare command when the atomic files are missing
+    check_atomic_files(config)  # [data] file:line errors for short lines, bad numbers, exact duplicates
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -40,8 +41,10 @@ def ensure_intents(config):
     if not getattr(model_class, "needs_intents", False):
         return
     from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir
+    from recbole_saerec.intents.build import check_intent_sources
 
     intent_dir = resolve_intent_dir(config)
+    check_intent_sources(config, intent_dir)  # [intents] texts changed since the build: rebuild or stop
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
         return  # the model validates what is there (or reports what is missing)
     getLogger().info(set_color("Intent artefacts missing", "yellow") + f": building them in {intent_dir}")

@@ -8,6 +8,7 @@ import csv
 import gzip
 import json
 import os
+import random
 
 import pandas as pd
 import pytest
@@ -200,9 +201,13 @@ def test_malformed_meta_line_errors_with_line_number(tmp_path):
         run_prepare(raw, tmp_path / "out")
 
 
-def test_missing_meta_file_is_allowed_and_reported(tmp_path):
+def test_missing_meta_file_refused_unless_reviews_only(tmp_path):
     raw = make_amazon2014(tmp_path / "raw", False, meta=None)
-    s = run_prepare(raw, tmp_path / "out")
+    with pytest.raises(PrepareError, match=r"no item metadata file \(meta_Beauty\.json\[\.gz\]\).*--reviews_only"):
+        run_prepare(raw, tmp_path / "out")
+    assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                    "--no_progress"]) == 2
+    s = run_prepare(raw, tmp_path / "out", reviews_only=True)
     assert s["items_missing_metadata"] == 4 and s["items_with_text"] == 0
     assert any("no item metadata file" in n for n in s["notes"])
     _, items = read_tsv(tmp_path / "out" / "amazon-beauty" / "amazon-beauty.item")
@@ -298,9 +303,33 @@ def test_paper_counts_from_shared_data(tmp_path):
     s = prepare(dataset="amazon-beauty", out=str(tmp_path), show_progress=False, log=lambda *a: None)
     assert s["counts"] == {"users": 22363, "items": 12101, "interactions": 198502}
     assert s["matches_paper"] is True and s["corpus"] == "item_text"
+    assert s["sequence_coherence"]["ratio"] > 5  # measured 7.9 (docs/hardening.md)
     assert s["duplicate_interactions_dropped"] == 0 and s["bad_lines_skipped"] == {}
     with open(tmp_path / "amazon-beauty" / "amazon-beauty.inter") as f:
         assert sum(1 for _ in f) == 198502 + 1
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(_shared_beauty(), "Beauty.txt")),
+                    reason="shared amazon-beauty data absent (<repo>/../shared or $RECBOLE_SAEREC_SHARED)")
+def test_permuted_ids_beside_real_datamaps_refused(tmp_path):
+    """Issue 17: Beauty.txt with its item ids relabelled prepares with the right counts but every item
+    joined to another item's ASIN; the mis-join guard must refuse it."""
+    src = _shared_beauty()
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("datamaps.json", "Amazon_Beauty.item"):
+        os.symlink(os.path.join(src, name), raw / name)
+    with open(os.path.join(src, "Beauty.txt")) as f:
+        lines = [line.split() for line in f]
+    ids = sorted({i for line in lines for i in line[1:]}, key=int)
+    relabel = dict(zip(ids, random.Random(0).sample(ids, len(ids))))
+    (raw / "Beauty.txt").write_text("".join(" ".join([ln[0]] + [relabel[i] for i in ln[1:]]) + "\n"
+                                            for ln in lines))
+    with pytest.raises(PrepareError, match=r"mis-joined.*ratio 0\.9\d|mis-joined.*ratio 1\.0\d"):
+        run_prepare(raw, tmp_path / "out")
+    s = run_prepare(raw, tmp_path / "out", allow_misjoin=True)
+    assert s["counts"] == {"users": 22363, "items": 12101, "interactions": 198502}  # counts cannot tell
+    assert s["sequence_coherence"]["allowed_below"] is True
 
 
 # ----------------------------------------------------------------------------- RecBole + protocol
@@ -388,3 +417,57 @@ def test_check_dataset_files_lists_missing_and_prepare_command(tmp_path):
     make_iclrec(tmp_path / "raw")
     run_prepare(tmp_path / "raw", tmp_path / "d")
     check_dataset_files(config)  # present: no error
+
+
+# ----------------------------------------------------------------------------- issue 17: mis-join guard
+def make_brand_walks(raw, relabel=None, n_users=60, n_items=60, seed=0, seq_name="Beauty.txt"):
+    """Users shop within one of 6 brands (as real sequences do); ``relabel`` maps sequence ids to
+    other ids of the same datamaps, as a sequence file numbered by another release would."""
+    rng = random.Random(seed)
+    raw.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for u in range(1, n_users + 1):
+        brand_items = [i for i in range(1, n_items + 1) if i % 6 == u % 6]
+        seq = rng.sample(brand_items, 6)
+        lines.append(" ".join([str(u)] + [str((relabel or {}).get(i, i)) for i in seq]))
+    (raw / seq_name).write_text("\n".join(lines) + "\n")
+    id2user = {str(u): f"U{u}" for u in range(1, n_users + 1)}
+    id2item = {str(i): f"A{i:03d}" for i in range(1, n_items + 1)}
+    (raw / "datamaps.json").write_text(json.dumps({"id2user": id2user, "id2item": id2item}))
+    with open(raw / "Amazon_Beauty.item", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["item_id:token", "title:token", "categories:token_seq", "brand:token"])
+        for i in range(1, n_items + 1):
+            w.writerow([f"A{i:03d}", f"product {i}", f"'Beauty', 'Line {i % 6}'", f"Brand{i % 6}"])
+    return raw
+
+
+def test_misjoin_guard_passes_real_and_refuses_relabelled_ids(tmp_path, capsys):
+    s = run_prepare(make_brand_walks(tmp_path / "real"), tmp_path / "out")
+    assert s["sequence_coherence"]["ratio"] > 3 and s["sequence_coherence"]["pairs"] == 300
+    ids = list(range(1, 61))
+    relabel = dict(zip(ids, random.Random(1).sample(ids, 60)))
+    raw = make_brand_walks(tmp_path / "relabelled", relabel=relabel)
+    with pytest.raises(PrepareError, match=r"mis-joined.*--allow_misjoin"):
+        run_prepare(raw, tmp_path / "out")
+    assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                    "--no_progress"]) == 2
+    assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                    "--no_progress", "--allow_misjoin"]) == 0
+    assert "consecutive items sharing brand/category" in capsys.readouterr().out
+
+
+def test_p5_sequential_data_accepted_by_name(tmp_path):
+    raw = make_brand_walks(tmp_path / "raw", seq_name="sequential_data.txt")
+    s = run_prepare(raw, tmp_path / "out")
+    assert s["form"] == "iclrec" and s["inputs"]["sequences"] == "sequential_data.txt"
+
+
+def test_reference_counts_for_other_categories(tmp_path):
+    raw = make_brand_walks(tmp_path / "raw")
+    os.rename(raw / "Amazon_Beauty.item", raw / "Amazon_Sports_and_Outdoors.item")
+    os.rename(raw / "Beauty.txt", raw / "Sports_and_Outdoors.txt")
+    s = prepare(dataset="amazon-sports", raw_dir=str(raw), out=str(tmp_path / "out"), show_progress=False,
+                log=lambda *a: None)
+    assert s["paper_counts"] == {"users": 35598, "items": 18357, "interactions": 296337}
+    assert s["matches_paper"] is False

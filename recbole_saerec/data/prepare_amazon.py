@@ -15,9 +15,14 @@ detected from the files in ``--raw_dir`` (``--form`` forces one):
                 Python-literal dict per line in the 2014 release; strict JSON is accepted
                 too). Review text, summary and rating go into the .inter file.
 ``iclrec``      the ICLRec/S3-Rec sequence file ``<Cat>.txt`` (``user item item ...``,
-                time order = line order, no timestamps) + P5's ``datamaps.json`` (ids ->
-                reviewerID / ASIN) + optionally RecBole's ``Amazon_<Cat>.item`` (item text
-                keyed by ASIN). No review text: the text corpus is item text.
+                time order = line order, no timestamps; P5's copy of the same file is
+                ``sequential_data.txt``, also accepted, as is ``sequential.txt``) + the
+                ``datamaps.json`` that numbering was made with (ids -> reviewerID / ASIN;
+                written by S3-Rec's ``data_process.py`` next to ``sequential_data.txt`` and
+                shipped in P5's data archive under ``data/<category>/``) + optionally RecBole's
+                ``Amazon_<Cat>.item`` (item text keyed by ASIN). No review text: the text
+                corpus is item text. A sequence file numbered by another release's map joins
+                every item to another item's ASIN; the mis-join guard refuses it.
 
 Column contract (tab-separated, header ``name:type``; fields that contain a double quote
 are quoted CSV-style, ``"`` doubled; tabs/newlines inside text are replaced by spaces, so
@@ -61,9 +66,14 @@ CATEGORIES = {
     "amazon-toys": "Toys_and_Games",
 }
 
-# The SAERec paper's (and ICLRec's, S3-Rec's, P5's) Beauty numbers.
+# Published counts of the 5-core sequence data (SAERec / ICLRec / S3-Rec / P5), checked when a
+# dataset of that name is prepared (a mismatch is reported, not refused: k-core and duplicate
+# handling legitimately differ between releases).
 PAPER_COUNTS = {
     "amazon-beauty": {"users": 22363, "items": 12101, "interactions": 198502},
+    "amazon-sports": {"users": 35598, "items": 18357, "interactions": 296337},
+    "amazon-toys": {"users": 19412, "items": 11924, "interactions": 167597},
+    "yelp": {"users": 30431, "items": 20033, "interactions": 316354},
 }
 
 INTER_COLUMNS = [
@@ -128,7 +138,8 @@ def locate_inputs(raw_dir, category, form="auto"):
     reviews = _first_existing(raw_dir, [f"reviews_{category}_5.json.gz", f"reviews_{category}_5.json",
                                         f"reviews_{category}.json.gz", f"reviews_{category}.json"])
     meta = _first_existing(raw_dir, [f"meta_{category}.json.gz", f"meta_{category}.json"])
-    seq = _first_existing(raw_dir, [f"{category}.txt", f"{category}.txt.gz"])
+    seq = _first_existing(raw_dir, [f"{category}.txt", f"{category}.txt.gz", "sequential_data.txt",
+                                    "sequential.txt"])
     maps = _first_existing(raw_dir, ["datamaps.json", "datamaps.json.gz"])
     itemfile = _first_existing(raw_dir, [f"Amazon_{category}.item", f"Amazon_{category}.item.gz"])
     if form == "auto":
@@ -141,7 +152,8 @@ def locate_inputs(raw_dir, category, form="auto"):
     raise PrepareError(
         f"No usable input for category '{category}' in {raw_dir}.\n"
         f"  form amazon2014 needs: reviews_{category}_5.json[.gz] (meta_{category}.json[.gz] optional)\n"
-        f"  form iclrec needs:     {category}.txt and datamaps.json (Amazon_{category}.item optional)\n"
+        f"  form iclrec needs:     {category}.txt (or P5's sequential_data.txt) and datamaps.json "
+        f"(Amazon_{category}.item optional)\n"
         f"  found: {', '.join(present) if present else '(empty folder)'}"
     )
 
@@ -424,6 +436,57 @@ def read_recbole_item_file(path, wanted, bad):
     return meta
 
 
+# --------------------------------------------------------------------------- mis-join guard
+# Consecutive items of real shopping sequences share a brand or a most specific category far
+# more often than random pairs of the same items; a sequence file whose ids were relabelled
+# against datamaps.json (another release's numbering) joins every item to another item's ASIN
+# and text, and its consecutive pairs are then no more alike than random ones. Measured on
+# Beauty (docs/hardening.md): real 7.9x, ids permuted 1.0x.
+MIN_COHERENCE_RATIO = 1.5
+MIN_COHERENCE_PAIRS = 200   # fewer pairs with metadata on both sides: too noisy to judge
+
+
+def _item_marks(m):
+    """What two items of one shop may share: the brand and the most specific category."""
+    marks = set()
+    if m.get("brand"):
+        marks.add("brand:" + m["brand"].lower())
+    if m.get("categories"):
+        marks.add("leaf:" + m["categories"].split(CATEGORY_JOINER)[-1].lower())
+    return marks
+
+
+def sequence_coherence(rows, meta, seed=0):
+    """How much more often consecutive items share a brand/leaf category than random pairs.
+
+    ``rows`` are in user/time order (dedup_and_order). Random pairs keep each consecutive
+    pair's first item and draw the second from the seconds of all pairs (same item
+    frequencies). Returns {"pairs", "consecutive", "random", "ratio"} (ratio None when
+    fewer than MIN_COHERENCE_PAIRS pairs have metadata on both sides).
+    """
+    import random
+
+    marks = {}
+    pairs = []
+    for prev, cur in zip(rows, rows[1:]):
+        if prev["user"] != cur["user"]:
+            continue
+        for item in (prev["item"], cur["item"]):
+            if item not in marks:
+                marks[item] = _item_marks(meta.get(item, {}))
+        if marks[prev["item"]] and marks[cur["item"]]:
+            pairs.append((prev["item"], cur["item"]))
+    seconds = [b for _, b in pairs]
+    random.Random(seed).shuffle(seconds)
+    alike = sum(bool(marks[a] & marks[b]) for a, b in pairs)
+    chance = sum(bool(marks[a] & marks[b]) for (a, _), b in zip(pairs, seconds))
+    out = {"pairs": len(pairs), "consecutive": alike / len(pairs) if pairs else None,
+           "random": chance / len(pairs) if pairs else None, "ratio": None}
+    if len(pairs) >= MIN_COHERENCE_PAIRS and chance:
+        out["ratio"] = round(alike / chance, 3)
+    return out
+
+
 # --------------------------------------------------------------------------- processing
 def dedup_and_order(rows):
     """Keep the first (user, item) in source order; order each user's items by
@@ -476,7 +539,7 @@ def _write_atomic_tsv(path, columns, rows):
 
 
 def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset", on_bad_line="error",
-            form="auto", kcore=0, show_progress=True, log=print):
+            form="auto", kcore=0, show_progress=True, log=print, allow_misjoin=False, reviews_only=False):
     """Prepare one Amazon category. Returns the summary dict (also written as <dataset>.prep.json)."""
     category = category_for(dataset, category)
     raw_dir = os.path.abspath(raw_dir or default_raw_dir(dataset))
@@ -512,6 +575,24 @@ def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset",
     text_fields = ("title", "brand", "categories", "description")
     items_with_text = sum(1 for i in items if any(meta.get(i, {}).get(f) for f in text_fields))
     n_reviews_with_text = sum(1 for r in rows if r["review_text"] or r["summary"])
+    if not items_with_text and not reviews_only:
+        expected = f"meta_{category}.json[.gz]" if form == "amazon2014" else f"Amazon_{category}.item"
+        raise PrepareError(
+            f"No item has any text (title, brand, categories, description): "
+            + (f"{os.path.basename(meta_path)} matched none of the {len(items)} items." if meta_path else
+               f"there is no item metadata file ({expected}) in {raw_dir}.")
+            + f" Put {expected} there, or pass --reviews_only when the intent corpus is review text "
+              f"({n_reviews_with_text} interactions have review text).")
+    coherence = sequence_coherence(rows, meta)
+    if coherence["ratio"] is not None and coherence["ratio"] < MIN_COHERENCE_RATIO and not allow_misjoin:
+        raise PrepareError(
+            f"Items and metadata look mis-joined: consecutive items of a sequence share a brand or "
+            f"category {coherence['consecutive']:.1%} of the time, random pairs {coherence['random']:.1%} "
+            f"(ratio {coherence['ratio']:.2f} < {MIN_COHERENCE_RATIO}; real Beauty: 7.9, ids permuted: 1.0; "
+            f"{coherence['pairs']} pairs). The sequence file's item ids were most likely numbered with another "
+            f"map than {os.path.basename(inputs.get('datamaps') or meta_path)} (e.g. another release's "
+            "numbering of the same category): use the map the sequences were made with. --allow_misjoin "
+            "prepares anyway.")
 
     users = OrderedDict.fromkeys(r["user"] for r in rows)
     per_user = {}
@@ -548,6 +629,7 @@ def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset",
         ("paper_counts", paper),
         ("matches_paper", (counts == paper) if paper else None),
         ("corpus", corpus),
+        ("sequence_coherence", dict(coherence, min_ratio=MIN_COHERENCE_RATIO, allowed_below=bool(allow_misjoin))),
         ("corpus_note", "review text, summary and rating are in the .inter file; item text in the .item file"
          if corpus != "item_text" else
          "no review text in this input: the intent corpus is item text (title, brand, categories)"),
@@ -583,6 +665,9 @@ def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset",
             f"{paper['interactions']:,})")
     log(f"[prepare] duplicates dropped {len(dups)}; bad lines skipped {bad.total}; removed by k-core "
         f"{n_kcore}; items without metadata {len(missing_meta)}; items with text {items_with_text}")
+    if coherence["ratio"] is not None:
+        log(f"[prepare] consecutive items sharing brand/category: {coherence['consecutive']:.1%} vs random "
+            f"{coherence['random']:.1%} (ratio {coherence['ratio']:.2f}; below {MIN_COHERENCE_RATIO} = mis-joined)")
     log(f"[prepare] corpus = {corpus}" + (" (no review text: the intent corpus is item text)"
                                           if corpus == "item_text" else ""))
     for note in notes:
@@ -612,11 +697,17 @@ def main(argv=None):
                    help="iteratively keep users/items with >= k interactions (0: none; the _5 files are "
                         "already 5-core; use 5 with a full reviews_<Cat>.json)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--allow_misjoin", action="store_true",
+                   help=f"prepare even when consecutive items are no more alike than random pairs (brand/category "
+                        f"ratio < {MIN_COHERENCE_RATIO}: ids numbered with another map than datamaps.json)")
+    p.add_argument("--reviews_only", action="store_true",
+                   help="the intent corpus is review text: prepare even when no item has any text")
     args = p.parse_args(argv)
     try:
         prepare(dataset=args.dataset, category=args.category, raw_dir=args.raw_dir, out=args.out,
                 on_bad_line=args.on_bad_line, form=args.form, kcore=args.kcore,
-                show_progress=not args.no_progress)
+                show_progress=not args.no_progress, allow_misjoin=args.allow_misjoin,
+                reviews_only=args.reviews_only)
     except PrepareError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

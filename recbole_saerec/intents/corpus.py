@@ -103,6 +103,12 @@ def atomic_path(config, suffix):
     return os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
 
 
+def corpus_sources(config, source):
+    """The raw atomic files a corpus of ``source`` ("reviews" | "items" | "both") reads its text from."""
+    suffixes = {"reviews": ["inter"], "items": ["item"], "both": ["inter", "item"]}[source]
+    return [atomic_path(config, s) for s in suffixes]
+
+
 def read_atomic_header(path, sep="\t", encoding="utf-8"):
     """name -> type of an atomic file's columns (``title:token_seq`` -> {"title": "token_seq"})."""
     with open(path, encoding=encoding) as f:

@@ -16,9 +16,15 @@ Any encoder plugs in through ``intent_encoder`` (a name or a local path):
 first texts are encoded both ways, and a cosine below 0.999 falls back to fp32.
 
 Embeddings are cached under ``<cache_dir>/emb-<key>/`` where the key hashes
-(texts, encoder, layer, pooling, normalisation, max length, bf16). Texts are
-sorted by length (less padding) and encoded in chunks; each finished chunk is
-saved at once, so an interrupted run resumes where it stopped.
+(texts, encoder, layer, pooling, normalisation, max length, bf16, batch size,
+chunk size). Batch and chunk size are in the key because they change the
+values: texts are sorted by length and padded per batch, so another chunking
+pads them differently (chunk 64 vs 512 differed by 1e-3 under bf16, enough to
+change the kept intents 43 -> 53 on ml-100k). Each finished chunk is saved at
+once, so an interrupted run resumes where it stopped; the complete matrix is
+stored with its sha256 and checked on every read (a damaged cache is
+re-encoded, never reused). One process encodes a key at a time (a file lock):
+a second build on the same cache waits and then reads the result.
 """
 import hashlib
 import json
@@ -28,6 +34,9 @@ from logging import getLogger
 
 import numpy as np
 import torch
+from filelock import FileLock
+
+from recbole_saerec.artefacts import atomic_path, file_sha256
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 BF16_MIN_COS = 0.999
@@ -100,7 +109,7 @@ class TextEncoder:
     def key(self):
         """What the vectors depend on besides the texts (for cache keys)."""
         return {"encoder": self.name, "layer": self.layer, "pooling": self.pooling, "normalize": self.normalize,
-                "max_length": self.max_length, "bf16": self.bf16}
+                "max_length": self.max_length, "bf16": self.bf16, "batch_size": self.batch_size}
 
     @property
     def dim(self):
@@ -177,8 +186,9 @@ def make_encoder(config):
                                                              and get("use_gpu", True) else "cpu"))
 
 
-def cache_key(texts, encoder):
-    h = hashlib.sha1(json.dumps(encoder.key(), sort_keys=True).encode())
+def cache_key(texts, encoder, chunk_size):
+    """Identity of an embedding matrix: the texts and every setting that changes the vectors."""
+    h = hashlib.sha1(json.dumps(dict(encoder.key(), chunk_size=int(chunk_size)), sort_keys=True).encode())
     for t in texts:
         h.update(t.encode("utf-8"))
         h.update(b"\0")
@@ -186,9 +196,25 @@ def cache_key(texts, encoder):
 
 
 def _save_npy_atomic(path, array):
-    tmp = path + ".tmp.npy"
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def _load_checked(final, n_texts):
+    """The cached matrix when its bytes match the recorded sha256 and its shape the texts; else None."""
+    digest_path = final + ".sha256"
+    try:
+        with open(digest_path, encoding="ascii") as f:
+            expected = f.read().strip()
+        if file_sha256(final) == expected:
+            out = np.load(final)
+            if out.ndim == 2 and out.shape[0] == n_texts and np.isfinite(out).all():
+                return out
+    except (OSError, ValueError):
+        pass
+    getLogger().warning(f"embedding cache {final} is damaged or unverifiable (no matching sha256, or wrong "
+                        "shape): encoding again.")
+    return None
 
 
 def encode_cached(encoder, texts, cache_dir, chunk_size=512, progress=True, desc="encode"):
@@ -198,12 +224,19 @@ def encode_cached(encoder, texts, cache_dir, chunk_size=512, progress=True, desc
     re-encoded; the complete matrix is saved as ``embeddings.npy`` at the end.
     """
     texts = list(texts)
-    folder = os.path.join(cache_dir, f"emb-{cache_key(texts, encoder)}")
+    folder = os.path.join(cache_dir, f"emb-{cache_key(texts, encoder, chunk_size)}")
+    os.makedirs(folder, exist_ok=True)
+    with FileLock(os.path.join(folder, ".lock")):
+        return _encode_locked(encoder, texts, folder, chunk_size, progress, desc)
+
+
+def _encode_locked(encoder, texts, folder, chunk_size, progress, desc):
     final = os.path.join(folder, "embeddings.npy")
     if os.path.isfile(final):
-        return np.load(final)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "meta.json"), "w") as f:
+        out = _load_checked(final, len(texts))
+        if out is not None:
+            return out
+    with atomic_path(os.path.join(folder, "meta.json")) as tmp, open(tmp, "w") as f:
         json.dump(dict(encoder.key(), n_texts=len(texts), chunk_size=chunk_size), f, indent=1)
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))  # long first: less padding, OOM early
     chunks = [order[s:s + chunk_size] for s in range(0, len(order), chunk_size)]
@@ -221,12 +254,17 @@ def encode_cached(encoder, texts, cache_dir, chunk_size=512, progress=True, desc
     out = None
     for ch, p in zip(chunks, paths):
         part = np.load(p)
+        if part.shape[0] != len(ch):  # cannot happen with the chunk size in the key; say so if it does
+            raise ValueError(f"embedding cache chunk {p} holds {part.shape[0]} vectors for {len(ch)} texts: "
+                             f"delete {os.path.dirname(p)} and rerun.")
         if out is None:
             out = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
         out[ch] = part
     if out is None:
         out = np.zeros((0, encoder.dim), dtype=np.float32)
     _save_npy_atomic(final, out)
+    with atomic_path(final + ".sha256") as tmp, open(tmp, "w", encoding="ascii") as f:
+        f.write(file_sha256(final) + "\n")
     for p in paths:
         os.remove(p)
     return out
