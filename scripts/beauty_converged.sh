@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The converged Beauty table (docs/results/beauty-converged/) on a CPU: two benchmark processes at
+# once, one torch thread each, early stopping on VALID NDCG@10 (patience 10, cap 200), seen items
+# masked (amazon-beauty.yaml), search off (lr 1e-3, dropout 0.5, weight decay 1e-4 for every model).
+# Resumable at two levels: finished runs are skipped, and an interrupted run continues from its last
+# finished epoch (resume_state). Rerun the same command after a kill.
+#
+#   WORK=/somewhere/big bash scripts/beauty_converged.sh            # both slots in the background
+#   SLOT_A="SAERec-paper,SAERec" SLOT_B="SASRec-CE" SEEDS=3 bash scripts/beauty_converged.sh
+#
+# Needs the prepared data in $WORK/dataset (prepare_amazon --out=$WORK/dataset) or builds it from RAW.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${WORK:-$HOME/saerec-work}
+RAW=${RAW:-../shared/datasets/amazon-beauty/raw}
+SEEDS=${SEEDS:-1}
+SLOT_A=${SLOT_A:-SAERec-paper,SAERec,SAERec-residual}
+SLOT_B=${SLOT_B:-SASRec-CE,SASRec+IntentFeat,SAERec-paper-residual}
+OUT=${OUT:-docs/results/beauty-converged}
+mkdir -p "$WORK/logs"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PY=.venv/bin/python
+[ -f "$WORK/dataset/amazon-beauty/amazon-beauty.inter" ] || \
+  $PY -m recbole_saerec.data.prepare_amazon --dataset=amazon-beauty --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
+common=(--dataset=amazon-beauty --seeds="$SEEDS" --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search=off
+        --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
+        --machine="${MACHINE:-2-core AMD EPYC CPU VM, no GPU, 1 torch thread per run, two runs at once}")
+# slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
+nohup $PY -m recbole_saerec.benchmark "${common[@]}" --models="$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
+until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
+nohup $PY -m recbole_saerec.benchmark "${common[@]}" --models="$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
+echo "running: logs in $WORK/logs/{A,B}.log; table: $PY -m recbole_saerec.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$SLOT_A,$SLOT_B"
+wait
