@@ -8,8 +8,9 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config, seed_all
 from recbole_saerec.config import Config
-from recbole_saerec.guided import build_guided, derived_fields, fill_template, pca_reduce
-from recbole_saerec.quick_start import run
+from recbole_saerec.guided import build_guided, derived_fields, fill_template
+from recbole_saerec.model.layers import pca_reduce
+from recbole_saerec.quick_start import ensure_guided, run
 from recbole_saerec.utils import get_model
 
 GUIDED = {"guided_encoder": "all-MiniLM-L6-v2", "guided_dim": 4, "hidden_size": 16,
@@ -27,6 +28,7 @@ def make_model(cfg):
     config = Config(model="GuidedRec", dataset="tiny", config_dict=cfg)
     dataset = create_dataset(config)
     train, _, test = data_preparation(config, dataset)
+    ensure_guided(config, train._dataset)  # the offline step quick_start runs before the model
     seed_all(0)
     return config, get_model("GuidedRec")(config, train._dataset), train, test
 
