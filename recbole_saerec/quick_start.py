@@ -57,13 +57,16 @@ def ensure_guided(config, dataset):
     """Models that read guided attribute vectors get them built offline (or found) first; sets guided_path.
 
     Runs before the model's seed is set, so a cold or warm cache gives the model the same
-    initialisation. A ``guided_path`` already in the config (a checkpoint's, or the user's) is kept.
+    initialisation. A ``guided_path`` already in the config (a checkpoint's, or the user's) is kept;
+    the one set here is recorded with the run's external settings, so its checkpoint names the build.
     """
     if not getattr(get_model(config["model"]), "needs_guided", False) or config["guided_path"]:
         return
     from recbole_saerec.guided import build_guided
 
-    config["guided_path"] = build_guided(config, list(dataset.field2id_token[dataset.iid_field][1:]))["path"]
+    path = os.path.abspath(build_guided(config, list(dataset.field2id_token[dataset.iid_field][1:]))["path"])
+    config["guided_path"] = path
+    config.external_config_dict["guided_path"] = path  # a setting of this run: the checkpoint keeps it
 
 
 def build_model(config, train_data):
