@@ -68,7 +68,7 @@ def test_bucketed_packer_adds_only_padding_and_keeps_real_outputs():
     torch.manual_seed(0)
     lengths = torch.tensor([9, 1, 13, 4, 0, 7])  # 35 real tokens -> bucket 36
     p, plain = Packer(lengths, 13), Packer(lengths, 13, bucket=False)
-    assert p.n_real == plain.index.numel() == 35 and p.index.numel() == bucketed_count(35) == 36
+    assert plain.index.numel() == 35 and p.index.numel() == bucketed_count(35) == 36
     assert torch.equal(p.index[:35], plain.index) and torch.equal(p.last, plain.last)
     real = (torch.arange(13).unsqueeze(0) < lengths.clamp_min(1).unsqueeze(1)).reshape(-1)
     assert not real[p.index[35:]].any() and p.index.unique().numel() == p.index.numel()

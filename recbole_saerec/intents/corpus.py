@@ -73,14 +73,6 @@ class Corpus:
             out.setdefault(i, []).append(t)
         return out
 
-    def user_entries(self):
-        """user token -> list of text indices (reviews only)."""
-        out = {}
-        for t, u in zip(self.entry_text.tolist(), self.entry_user):
-            if u:
-                out.setdefault(u, []).append(t)
-        return out
-
 
 def _cfg(config, key, default=None):
     try:

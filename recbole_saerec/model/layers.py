@@ -151,7 +151,6 @@ class Packer:
         extra = min(bucketed_count(n_real), mask.numel()) - n_real if bucket else 0
         if extra > 0:
             self.index = torch.cat([self.index, (~mask).nonzero().squeeze(1)[:extra]])
-        self.n_real = n_real
         self.positions = self.index % max_len
         self.last = lengths.cumsum(0) - 1
 
