@@ -1,4 +1,4 @@
-"""The intent corpus: the texts the SAE learns intents from (METHOD.md, stage 1, step 1).
+"""The intent corpus: the texts the SAE learns intents from (docs/method.md, stage 1, step 1).
 
 Two sources, chosen by ``intent_corpus``:
 
