@@ -28,6 +28,19 @@ The fingerprint names what the intents were built from::
      "layer": int|None, "pooling": str, "corpus_sha1": str, "method": "sae"|"kmeans",
      "n_latents": int, "k": int|None, "keep": str, "judge": str, "format_version": int}
 
+GuidedRec's attribute vectors are a second, single-file contract, built offline by
+``recbole_saerec.guided.build_guided`` and read by the model with :func:`load_guided`::
+
+    <guided_cache_dir>/<dataset>/guided-<fingerprint>.pt
+      {"names": list[str] (A attributes kept), "vectors": list of A float32 [T_a + 1, d_t]
+       (row 0 = zeros: attribute missing), "index": int64 [n, A] (row of each item's text
+       per attribute), "texts": list of A lists of T_a str, "item_tokens": list[str] (n),
+       "fingerprint": str, "encoder": dict, "dataset": str, "format_version": int}
+
+The fingerprint hashes the item set, the templates' filled texts and the encoder
+settings; the path of the build a run used is ``guided_path`` in its config (set by
+``quick_start.ensure_guided``), so a checkpoint names the exact file it was trained on.
+
 A model refuses artefacts whose dataset differs from its config, whose item
 set does not cover the dataset's items, or whose encoder differs from the one
 the config names (``intent_encoder``), and any empty / NaN / malformed tensor.
@@ -305,3 +318,66 @@ def load_artefacts(intent_dir, dataset, item_tokens=None, encoder=None):
         _fail(intent_dir, dataset, f"catalogue has {len(catalogue)} entries for {vectors.shape[0]} intents.")
     return IntentArtefacts(intent_dir, vectors, latent_ids, fp, items["item_tokens"], indices, values,
                            catalogue, manifest)
+
+
+# ---------------------------------------------------------------------------- GuidedRec's contract
+GUIDED_FORMAT_VERSION = 1
+GUIDED_KEYS = ("names", "vectors", "index", "texts", "item_tokens", "fingerprint")
+
+
+def guided_file(cache_dir, dataset, fingerprint):
+    """Where the guided build with this fingerprint lives."""
+    return os.path.join(cache_dir, str(dataset), f"guided-{fingerprint}.pt")
+
+
+def _guided_fail(path, what):
+    raise IntentArtefactError(
+        f"GuidedRec attribute vectors {path}: {what} They are built offline before the model: "
+        "run through recbole_saerec.quick_start (run_recbole_saerec.py, benchmark, tune do), or call "
+        "recbole_saerec.quick_start.ensure_guided(config, dataset), or point guided_path at a build.")
+
+
+def load_guided(path, dataset, item_tokens, encoder=None):
+    """Load and check a guided build; ``index`` comes back in the order of ``item_tokens``.
+
+    Args:
+        path: the ``guided-<fingerprint>.pt`` file (``guided_path`` in the config).
+        dataset: the dataset the caller runs on (must equal the build's, when it records one).
+        item_tokens: the caller's item tokens (without [PAD]); every one must be in the build.
+        encoder: if given, the encoder name the caller's config names.
+    """
+    if not path:
+        _guided_fail(path, "guided_path is not set.")
+    if not os.path.isfile(path):
+        _guided_fail(path, "no such file.")
+    try:
+        guided = torch.load(path, weights_only=True)
+    except Exception as exc:  # a torn or foreign file: say which, never a bare unpickling error
+        _guided_fail(path, f"unreadable ({type(exc).__name__}: {exc}).")
+    missing = [k for k in GUIDED_KEYS if k not in guided]
+    if missing:
+        _guided_fail(path, f"keys {missing} are missing.")
+    if guided.get("format_version", GUIDED_FORMAT_VERSION) != GUIDED_FORMAT_VERSION:
+        _guided_fail(path, f"format version {guided.get('format_version')} != {GUIDED_FORMAT_VERSION}.")
+    if guided.get("dataset", dataset) != dataset:
+        _guided_fail(path, f"built for dataset '{guided.get('dataset')}', not '{dataset}'.")
+    if encoder and (guided.get("encoder") or {}).get("encoder", encoder) != encoder:
+        _guided_fail(path, f"built with encoder '{guided['encoder'].get('encoder')}', the config names '{encoder}'.")
+    names, vectors, index, texts = guided["names"], guided["vectors"], guided["index"], guided["texts"]
+    if not names or not (len(names) == len(vectors) == len(texts)) or index.dim() != 2 \
+            or index.shape != (len(guided["item_tokens"]), len(names)):
+        _guided_fail(path, "names / vectors / texts / index disagree in size.")
+    for a, vec in enumerate(vectors):
+        if vec.dim() != 2 or vec.shape[0] != len(texts[a]) + 1 or vec.shape[1] != vectors[0].shape[1]:
+            _guided_fail(path, f"vectors of attribute '{names[a]}' have shape {tuple(vec.shape)}.")
+        if not torch.isfinite(vec).all() or vec[0].abs().sum() != 0:
+            _guided_fail(path, f"vectors of attribute '{names[a]}' hold NaN/inf or a non-zero missing row.")
+        if index[:, a].min() < 0 or index[:, a].max() >= vec.shape[0]:
+            _guided_fail(path, f"index of attribute '{names[a]}' is out of range.")
+    row_of = {str(t): r for r, t in enumerate(guided["item_tokens"])}
+    absent = [t for t in item_tokens if str(t) not in row_of]
+    if absent:
+        _guided_fail(path, f"{len(absent)} of the dataset's {len(item_tokens)} items are not in the build "
+                           f"(e.g. {absent[:3]}): built for another item set.")
+    rows = torch.tensor([row_of[str(t)] for t in item_tokens], dtype=torch.long)
+    return {**guided, "index": index[rows], "item_tokens": [str(t) for t in item_tokens], "path": path}

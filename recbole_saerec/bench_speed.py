@@ -27,9 +27,8 @@ inner size, dropout, batch, max length, CE over all items, Adam):
   psutil sampler; ``ru_maxrss`` for the whole run in the JSON); GPU --
   ``torch.cuda.max_memory_allocated`` per phase.
 * **Intent construction** (``--intents``): ``recbole_saerec.intents.build.build_intents``
-  for the dataset, whole and per stage (stages are timed by wrapping the stage
-  functions it calls, see ``STAGE_HOOKS``; a stage that is not found is reported
-  as missing).
+  for the dataset, whole and per stage (the per-stage wall times the build itself
+  records in its manifest, ``stats.timings``).
 
 SAERec needs intent artefacts. With ``--intent_dir`` (or ``--intents``) it uses
 real ones; otherwise it writes SYNTHETIC artefacts (random m x d_t intents,
@@ -66,7 +65,6 @@ import contextlib
 import csv
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -75,8 +73,16 @@ import time
 
 import torch
 
+from recbole_saerec.artefacts import atomic_path
+
 MODELS = ("SASRec", "SAERec")
 SYNTHETIC_ENCODER = "synthetic-speed-bench"
+CONFIG_KEYS = ["hidden_size", "inner_size", "n_layers", "n_heads", "MAX_ITEM_LIST_LENGTH", "train_batch_size",
+               "eval_batch_size", "hidden_dropout_prob", "attn_dropout_prob", "loss_type", "autocast_bf16", "compile",
+               "intents_retrieved", "intent_layers"]
+TABLE_COLUMNS = ["model", "intents", "step_ms_median", "step_ratio_vs_sasrec", "step_cpu_ms_median",
+                 "step_cpu_ratio_vs_sasrec", "epoch_cpu_s_extrapolated", "epoch_s_extrapolated", "full_epoch_s",
+                 "eval_s_median", "eval_ratio_vs_sasrec", "train_peak_mb", "eval_peak_mb"]
 
 
 # ----------------------------------------------------------------------------- memory
@@ -120,13 +126,12 @@ def peak_memory(device, record):
         yield
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
-        record["peak_mb"] = max(record.get("peak_mb", 0), peak / 2**20)
-        record["delta_mb"] = max(record.get("delta_mb", 0), (peak - start) / 2**20)
     else:
         with PeakRSS() as rss:
             yield
-        record["peak_mb"] = max(record.get("peak_mb", 0), rss.peak / 2**20)
-        record["delta_mb"] = max(record.get("delta_mb", 0), (rss.peak - rss.start) / 2**20)
+        start, peak = rss.start, rss.peak
+    record["peak_mb"] = max(record.get("peak_mb", 0), peak / 2**20)
+    record["delta_mb"] = max(record.get("delta_mb", 0), (peak - start) / 2**20)
 
 
 def sync(device):
@@ -134,7 +139,11 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-# ------------------------------------------------------------------- synthetic intents
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+# ------------------------------------------------------------------- intents
 def write_synthetic_intents(intent_dir, dataset_name, item_tokens, m=1200, dim=384, per_item=16, seed=0):
     """Random intent artefacts for the dataset's real item tokens (speed only: content is irrelevant)."""
     from recbole_saerec.artefacts import items_sha1, save_artefacts
@@ -166,111 +175,52 @@ def dataset_item_tokens(data_path, dataset_name):
     return sorted(tokens)
 
 
-# ---------------------------------------------------------------------- intent build
-# (module, function) pairs that build_intents calls, wrapped with timers while it runs.
-STAGE_HOOKS = [
-    ("recbole_saerec.intents.corpus", "build_corpus", "corpus"),
-    ("recbole_saerec.intents.encode", "encode_cached", "encode"),
-    ("recbole_saerec.intents.sae_trainer", "SAETrainer.fit", "sae_train"),
-    ("recbole_saerec.intents.sae", "TopKSAE.codes", "sae_codes"),
-    ("recbole_saerec.intents.words", "explain_latents", "words"),
-    ("recbole_saerec.intents.words", "latent_words", "words"),
-    ("recbole_saerec.intents.judge", "judge_latents", "judge"),
-    ("recbole_saerec.intents.judge", "judge", "judge"),
-    ("recbole_saerec.intents.emit", "emit", "emit"),
-]
-
-
-def _resolve(module_name, dotted):
-    import importlib
-
-    try:
-        owner = importlib.import_module(module_name)
-    except ImportError:
-        return None, None, None
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        owner = getattr(owner, part, None)
-        if owner is None:
-            return None, None, None
-    fn = getattr(owner, parts[-1], None)
-    return (owner, parts[-1], fn) if fn is not None else (None, None, None)
-
-
 def time_intent_build(config, intent_dir):
-    """Run build_intents once; wall time per stage (sum over calls) + total. Returns a dict."""
-    try:
-        from recbole_saerec.intents.build import build_intents
-    except ImportError as err:
-        return {"error": f"recbole_saerec.intents.build.build_intents not importable: {err}"}
-    timings, patched, missing = {}, [], []
-    import sys as _sys
+    """Run build_intents once: total wall time and the per-stage times the build records in its manifest."""
+    from recbole_saerec.intents.build import build_intents
 
-    for module_name, dotted, stage in STAGE_HOOKS:
-        owner, name, fn = _resolve(module_name, dotted)
-        if fn is None:
-            missing.append(f"{module_name}.{dotted}")
-            continue
-
-        def wrapper(*args, __fn=fn, __stage=stage, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return __fn(*args, **kwargs)
-            finally:
-                timings[__stage] = timings.get(__stage, 0.0) + time.perf_counter() - t0
-
-        setattr(owner, name, wrapper)
-        patched.append((owner, name, fn))
-        # modules that did `from x import f` hold their own reference: patch those too
-        for mod in list(_sys.modules.values()):
-            if mod is not None and getattr(mod, "__name__", "").startswith("recbole_saerec.intents") \
-                    and getattr(mod, name, None) is fn and mod is not owner:
-                setattr(mod, name, wrapper)
-                patched.append((mod, name, fn))
     t0 = time.perf_counter()
+    manifest = build_intents(config, intent_dir=intent_dir)
+    total = time.perf_counter() - t0
+    reported = dict((manifest.get("stats") or {}).get("timings") or {})
+    stages = {k: v for k, v in reported.items() if k != "total_s"}
+    return {"total_s": total, "stages_s": stages, "build_reported_timings": reported}
+
+
+def given_intent_info(intent_dir):
+    """What the manifest of a given build says about it ({} when it cannot be read)."""
     try:
-        result = build_intents(config, intent_dir=intent_dir)
-    finally:
-        total = time.perf_counter() - t0
-        for owner, name, fn in reversed(patched):
-            setattr(owner, name, fn)
-    out = {"total_s": total, "stages_s": timings, "hooks_not_found": missing}
-    if isinstance(result, dict):  # build_intents returns the manifest; its stats carry per-stage timings
-        reported = result.get("timings") or (result.get("stats") or {}).get("timings")
-        if reported:
-            out["build_reported_timings"] = reported
-    return out
+        with open(os.path.join(intent_dir, "manifest.json")) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {"manifest_timings": manifest.get("stats", {}).get("timings"), "n_intents": manifest.get("n_intents"),
+            "dim": manifest.get("dim"), "fingerprint": manifest.get("fingerprint")}
 
 
-# ----------------------------------------------------------------------------- helpers
-def machine_facts(device):
-    import numpy
-    import recbole
+def prepare_intents(args, base):
+    """SAERec's intents: built and timed (--intents), given (--intent_dir) or synthetic. (dir, source, info)."""
+    from recbole_saerec.config import Config
 
-    facts = {
-        "platform": platform.platform(), "python": sys.version.split()[0], "processor": platform.processor(),
-        "cpu_count": os.cpu_count(), "torch": torch.__version__, "recbole": recbole.__version__,
-        "numpy": numpy.__version__, "torch_threads": torch.get_num_threads(),
-        "device": str(device), "ld_preload": os.environ.get("LD_PRELOAD", ""),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        facts["cpu_model"] = names[0] if names else ""
-    except OSError:
-        pass
-    try:
-        import psutil
-
-        facts["ram_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
-    except ImportError:
-        pass
-    if device.type == "cuda":
-        facts["gpu"] = torch.cuda.get_device_name(device)
-        facts["cuda"] = torch.version.cuda
-    return facts
+    probe = Config(model="SAERec", dataset=args.dataset, config_dict=dict(base, intent_autobuild=False))
+    if args.intents:
+        intent_dir = args.intent_dir or os.path.join(args.out, "intents", args.dataset)
+        print(f"[bench] building intents for {args.dataset} into {intent_dir} (timed per stage) ...", flush=True)
+        info = time_intent_build(probe, intent_dir)
+        print(f"[bench] intent build: {json.dumps(info, default=str)}", flush=True)
+        return intent_dir, "built", info
+    if args.intent_dir:
+        return args.intent_dir, "given", given_intent_info(args.intent_dir)
+    intent_dir = os.path.join(args.out, "synthetic_intents", args.dataset)
+    tokens = dataset_item_tokens(os.path.dirname(os.path.normpath(probe["data_path"])), args.dataset)
+    write_synthetic_intents(intent_dir, args.dataset, tokens, args.synthetic_m, args.synthetic_dim,
+                            args.synthetic_per_item, seed=args.seed)
+    print(f"[bench] SYNTHETIC intents (m={args.synthetic_m}, d_t={args.synthetic_dim}, "
+          f"{args.synthetic_per_item}/item) for {len(tokens)} items in {intent_dir}", flush=True)
+    return intent_dir, "synthetic", {}
 
 
+# ----------------------------------------------------------------------------- set-up
 def shared_config(args):
     cfg = {
         "data_path": args.data_path, "seed": args.seed, "reproducibility": False,
@@ -288,10 +238,114 @@ def shared_config(args):
     return cfg
 
 
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
+def model_plan(args):
+    """(names in run order, name -> model class, SAERec variants {name: overrides})."""
+    models = [m for m in args.models.split(",") if m]
+    variants = json.loads(args.variants)
+    model_class = {name: name for name in models}
+    for name in variants:
+        models.append(name)
+        model_class[name] = "SAERec"
+    return models, model_class, variants
 
 
+def saerec_overrides(args):
+    extra = json.loads(args.saerec_config)
+    if args.bf16:
+        extra["autocast_bf16"] = True
+    if args.compile:
+        extra["compile"] = True
+    return extra
+
+
+def build_configs(args, models, variants, base):
+    """One plugin Config per model name; SAERec and its variants share the intents. (configs, source, info)."""
+    from recbole_saerec.config import Config
+
+    configs, intent_source, intent_info = {}, None, {}
+    if "SAERec" in models or variants:
+        intent_dir, intent_source, intent_info = prepare_intents(args, base)
+        saerec_cfg = dict(base, intent_dir=os.path.abspath(intent_dir), intent_autobuild=False,
+                          **saerec_overrides(args))
+        if intent_source == "synthetic":
+            saerec_cfg["intent_check_encoder"] = False
+        configs["SAERec"] = Config(model="SAERec", dataset=args.dataset, config_dict=saerec_cfg)
+        for name, overrides in variants.items():
+            configs[name] = Config(model="SAERec", dataset=args.dataset, config_dict=dict(saerec_cfg, **overrides))
+    for name in models:
+        if name not in configs:
+            configs[name] = Config(model=name, dataset=args.dataset, config_dict=dict(base))
+    return configs, intent_source, intent_info
+
+
+def load_data(args, config):
+    """The dataset and its splits, loaded once and shared by every model."""
+    from recbole.data import create_dataset
+    from recbole.utils import init_seed
+
+    from recbole_saerec.data import split_with_protocol
+
+    init_seed(args.seed, False)
+    t0 = time.perf_counter()
+    dataset = create_dataset(config)
+    train_data, _valid, test_data = split_with_protocol(config, dataset)
+    data = {"dataset": dataset, "train": train_data, "test": test_data, "load_s": time.perf_counter() - t0,
+            "device": config["device"], "steps_per_epoch": len(train_data), "eval_users": test_data.sample_size}
+    print(f"[bench] {dataset.dataset_name}: {dataset.user_num - 1} users, {dataset.item_num - 1} items, "
+          f"{len(train_data.dataset)} training samples = {data['steps_per_epoch']} steps of {args.batch}; "
+          f"data loaded in {data['load_s']:.1f} s; device {data['device']}", flush=True)
+    return data
+
+
+def draw_batches(train_data, n_batches, device):
+    """The first n batches of the real loader (fed to every model), and the loader's time per batch."""
+    batches = []
+    t0 = time.perf_counter()
+    for batch in train_data:
+        batches.append(batch)
+        if len(batches) == n_batches:
+            break
+    loader_s_per_step = (time.perf_counter() - t0) / max(len(batches), 1)
+    batches = [b.to(device) for b in batches]
+    lens = torch.cat([b["item_length"] for b in batches]).float()
+    batch_max = [int(b["item_length"].max()) for b in batches]
+    print(f"[bench] {len(batches)} batches: mean sample length {lens.mean():.1f}, median batch max length "
+          f"{median(batch_max)}, loader {loader_s_per_step * 1e3:.1f} ms/batch", flush=True)
+    return batches, loader_s_per_step, float(lens.mean()), batch_max
+
+
+def build_models(args, models, model_class, configs, train_data, device):
+    """name -> {model, optimizer, trainer, params}, each from the same seed."""
+    from recbole.utils import init_seed
+
+    from recbole_saerec.utils import get_model, get_trainer
+
+    built = {}
+    for name in models:
+        config = configs[name]
+        init_seed(args.seed, False)
+        model = get_model(model_class[name])(config, train_data._dataset).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+        trainer = get_trainer(config["MODEL_TYPE"], model_class[name])(config, model)
+        built[name] = {"model": model, "optimizer": optimizer, "trainer": trainer,
+                       "params": sum(p.numel() for p in model.parameters())}
+    return built
+
+
+def set_anomaly_detection(args):
+    """Same autograd anomaly setting for every model; returns what RecBole's imports had left."""
+    # RecBole's recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True)
+    # at import time, i.e. whenever any RecBole sequential model is imported (get_model("SASRec") does).
+    # That NaN-checks every backward output (~40% of a step here). Same setting for both models.
+    on_import = torch.is_anomaly_enabled()
+    if not args.anomaly:
+        torch.autograd.set_detect_anomaly(False)
+    print(f"[bench] autograd anomaly detection: {torch.is_anomaly_enabled()} for both models "
+          f"(after RecBole's imports it was {on_import})", flush=True)
+    return on_import
+
+
+# ----------------------------------------------------------------------------- timing
 def train_step(model, optimizer, batch):
     optimizer.zero_grad(set_to_none=True)
     loss = model.calculate_loss(batch)
@@ -300,32 +354,215 @@ def train_step(model, optimizer, batch):
     return loss
 
 
-def profile_eval(trainer, eval_data, path, device):
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        trainer.evaluate(eval_data, load_best_model=False, show_progress=False)
-        sync(device)
+def _write_profile(prof, path, device, by_shape=False):
     key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     with open(path, "w") as f:
         f.write(prof.key_averages().table(sort_by=key, row_limit=40))
+        if by_shape:
+            f.write("\n\nby input shape:\n")
+            f.write(prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=30))
+
+
+def _activities(device):
+    from torch.profiler import ProfilerActivity
+
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+
+
+def profile_eval(trainer, eval_data, path, device):
+    from torch.profiler import profile
+
+    with profile(activities=_activities(device)) as prof:
+        trainer.evaluate(eval_data, load_best_model=False, show_progress=False)
+        sync(device)
+    _write_profile(prof, path, device)
 
 
 def profile_steps(model, optimizer, batches, path, device, n=5):
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     model.train()
-    with profile(activities=activities, record_shapes=True) as prof:
+    with profile(activities=_activities(device), record_shapes=True) as prof:
         for batch in batches[:n]:
             train_step(model, optimizer, batch)
         sync(device)
-    key = "cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    with open(path, "w") as f:
-        f.write(prof.key_averages().table(sort_by=key, row_limit=40))
-        f.write("\n\nby input shape:\n")
-        f.write(prof.key_averages(group_by_input_shape=True).table(sort_by=key, row_limit=30))
+    _write_profile(prof, path, device, by_shape=True)
+
+
+def new_records(models):
+    return {name: {"step_s": [], "step_cpu_s": [], "eval_s": [], "eval_cpu_s": [], "mem_train": {}, "mem_eval": {}}
+            for name in models}
+
+
+def warm_up(built, records, batches, device):
+    """Untimed steps per model (include compilation when asked); their wall time goes to the JSON."""
+    for name, b in built.items():
+        b["model"].train()
+        t0 = time.perf_counter()
+        for batch in batches:
+            train_step(b["model"], b["optimizer"], batch)
+        sync(device)
+        records[name]["warmup_s"] = time.perf_counter() - t0
+
+
+def time_train(built, records, models, timed, rounds, device):
+    """Each round runs every model over the same batches; the order flips every round."""
+    for r in range(rounds):
+        for name in (models if r % 2 == 0 else models[::-1]):
+            b, rec = built[name], records[name]
+            b["model"].train()
+            with peak_memory(device, rec["mem_train"]):
+                for batch in timed:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    train_step(b["model"], b["optimizer"], batch)
+                    sync(device)
+                    rec["step_s"].append(time.perf_counter() - t0)
+                    rec["step_cpu_s"].append(time.process_time() - c0)
+            print(f"[bench] round {r + 1} {name:7s} train: median {median(rec['step_s'][-len(timed):]) * 1e3:.0f} "
+                  f"ms/step wall, {median(rec['step_cpu_s'][-len(timed):]) * 1e3:.0f} ms/step CPU", flush=True)
+
+
+def time_eval(built, records, models, test_data, rounds, device):
+    """Full-sort evaluation of ALL test users through RecBole's Trainer.evaluate, alternating the same way."""
+    for r in range(rounds):
+        for name in (models if r % 2 == 0 else models[::-1]):
+            b, rec = built[name], records[name]
+            with peak_memory(device, rec["mem_eval"]):
+                t0, c0 = time.perf_counter(), time.process_time()
+                result = b["trainer"].evaluate(test_data, load_best_model=False, show_progress=False)
+                sync(device)
+                rec["eval_s"].append(time.perf_counter() - t0)
+                rec["eval_cpu_s"].append(time.process_time() - c0)
+            rec["eval_result"] = {k: round(float(v), 4) for k, v in result.items()}
+            print(f"[bench] round {r + 1} {name:7s} eval : {rec['eval_s'][-1]:.2f} s wall, "
+                  f"{rec['eval_cpu_s'][-1]:.2f} s CPU", flush=True)
+
+
+def time_full_epoch(built, records, train_data, device):
+    for name, b in built.items():
+        b["model"].train()
+        t0 = time.perf_counter()
+        for batch in train_data:
+            train_step(b["model"], b["optimizer"], batch.to(device))
+        sync(device)
+        records[name]["full_epoch_s"] = time.perf_counter() - t0
+        print(f"[bench] {name} full epoch: {records[name]['full_epoch_s']:.1f} s", flush=True)
+
+
+# ----------------------------------------------------------------------------- results
+def _flag(config, key):
+    return bool(config[key]) if key in config else False
+
+
+def _rounded(xs, fn, digits):
+    return round(fn(xs), digits) if xs else ""
+
+
+def result_row(args, name, rec, config, model_class, params, data, intent_source, loader_s_per_step):
+    """One table row: medians over every timed step / evaluation of this model, plus memory."""
+    step, steps_per_epoch = median(rec["step_s"]), data["steps_per_epoch"]
+    return {
+        "dataset": args.dataset, "model": name, "device": str(data["device"]),
+        "intents": (intent_source if model_class == "SAERec" else "-"),
+        "bf16": _flag(config, "autocast_bf16"), "compile": _flag(config, "compile"), "params": params,
+        "step_ms_median": round(step * 1e3, 1),
+        "step_cpu_ms_median": round(median(rec["step_cpu_s"]) * 1e3, 1),
+        "step_ms_min": round(min(rec["step_s"]) * 1e3, 1),
+        "step_ms_max": round(max(rec["step_s"]) * 1e3, 1),
+        "steps_timed": len(rec["step_s"]), "steps_per_epoch": steps_per_epoch,
+        "epoch_s_extrapolated": round((step + loader_s_per_step) * steps_per_epoch, 1),
+        "epoch_cpu_s_extrapolated": round((median(rec["step_cpu_s"]) + loader_s_per_step) * steps_per_epoch, 1),
+        "full_epoch_s": round(rec["full_epoch_s"], 1) if "full_epoch_s" in rec else "",
+        "eval_s_median": _rounded(rec["eval_s"], median, 2),
+        "eval_s_min": _rounded(rec["eval_s"], min, 2),
+        "eval_cpu_s_median": _rounded(rec["eval_cpu_s"], median, 2),
+        "eval_users": data["eval_users"],
+        "train_peak_mb": round(rec["mem_train"].get("peak_mb", 0)),
+        "train_delta_mb": round(rec["mem_train"].get("delta_mb", 0)),
+        "eval_peak_mb": round(rec["mem_eval"].get("peak_mb", 0)),
+        "eval_delta_mb": round(rec["mem_eval"].get("delta_mb", 0)),
+        "warmup_s": round(rec["warmup_s"], 1),
+    }
+
+
+def per_round_ratio(mine, theirs, steps, rounds):
+    """Median over rounds of (my median step / SASRec's median step) in that round."""
+    return [median(mine[i * steps:(i + 1) * steps]) / median(theirs[i * steps:(i + 1) * steps]) for i in range(rounds)]
+
+
+def add_ratios_vs_sasrec(rows, records, model_class, steps, rounds):
+    """SAERec rows get step / CPU-step / eval time ratios against SASRec (each round ran both back to back)."""
+    if "SASRec" not in records or "SAERec" not in records:
+        return
+    sasrec = records["SASRec"]
+    for row in rows:
+        if model_class[row["model"]] != "SAERec":
+            continue
+        rec = records[row["model"]]
+        round_ratios = per_round_ratio(rec["step_s"], sasrec["step_s"], steps, rounds)
+        eval_ratios = [e / s for e, s in zip(rec["eval_s"], sasrec["eval_s"])]
+        row["step_ratio_vs_sasrec"] = round(median(round_ratios), 3)
+        row["step_ratio_rounds"] = " ".join(f"{x:.2f}" for x in round_ratios)
+        row["step_cpu_ratio_vs_sasrec"] = round(median(
+            per_round_ratio(rec["step_cpu_s"], sasrec["step_cpu_s"], steps, rounds)), 3)
+        row["eval_ratio_vs_sasrec"] = round(median(eval_ratios), 3) if eval_ratios else ""
+
+
+def print_table(args, rows, data, intent_source, intent_info):
+    label = f"intents={intent_source}" if intent_source else ""
+    print()
+    print(f"autograd anomaly detection {'ON' if torch.is_anomaly_enabled() else 'off'} for both models")
+    print(f"{args.dataset}: {data['steps_per_epoch']} steps/epoch of {args.batch}, {data['eval_users']} eval users, "
+          f"device {data['device']}, {os.cpu_count()} CPUs, torch {torch.__version__} {label}")
+    print("epoch_s_extrapolated = (median step + loader time per batch) x steps per epoch (wall; *_cpu_*: process "
+          "CPU time, robust on a shared machine)")
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in TABLE_COLUMNS]
+    print("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths)))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(TABLE_COLUMNS, widths)))
+    if intent_info:
+        print(f"intent construction: {json.dumps(intent_info, default=str)}")
+
+
+def write_csv(path, args, rows, device, intent_info):
+    """speed.csv: one row per model, then one per intent-build stage (seconds in epoch_s_extrapolated)."""
+    all_cols = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=all_cols)
+        writer.writeheader()
+        writer.writerows(rows)
+        if intent_info and "stages_s" in intent_info:
+            stages = intent_info.get("build_reported_timings") or dict(intent_info["stages_s"],
+                                                                      total_s=intent_info["total_s"])
+            for stage, secs in stages.items():
+                writer.writerow({"dataset": args.dataset, "model": f"intent_build:{stage}",
+                                 "device": str(device), "intents": "built", "step_ms_median": "",
+                                 "epoch_s_extrapolated": round(secs, 1)})
+
+
+def json_report(args, models, configs, records, rows, data, batch_stats, intents, anomaly_on_import):
+    """speed.json: machine, versions, seed, dataset, config per model, table rows and raw timings."""
+    from recbole_saerec.utils import run_environment
+
+    env = run_environment(device=data["device"])
+    dataset, train_data = data["dataset"], data["train"]
+    loader_s_per_step, mean_len, batch_max = batch_stats
+    return {
+        "machine": {**env["machine"], **env["versions"]}, "seed": args.seed,
+        "dataset": {"name": args.dataset, "users": dataset.user_num - 1, "items": dataset.item_num - 1,
+                    "train_samples": len(train_data.dataset), "steps_per_epoch": data["steps_per_epoch"],
+                    "eval_users": data["eval_users"], "load_s": data["load_s"],
+                    "timed_batches_mean_len": mean_len, "timed_batches_max_len": batch_max},
+        "loader_s_per_step": loader_s_per_step, "anomaly_detection": torch.is_anomaly_enabled(),
+        "anomaly_detection_after_recbole_import": anomaly_on_import, "intents": intents,
+        "config": {name: {k: (configs[name][k] if k in configs[name] else None) for k in CONFIG_KEYS}
+                   for name in models},
+        "rows": rows,
+        "raw": {name: {"step_s": records[name]["step_s"], "eval_s": records[name]["eval_s"],
+                       "step_cpu_s": records[name]["step_cpu_s"], "eval_cpu_s": records[name]["eval_cpu_s"],
+                       "eval_result": records[name].get("eval_result")} for name in models},
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 # -------------------------------------------------------------------------------- main
@@ -373,272 +610,38 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from recbole.data import create_dataset
-    from recbole.utils import init_seed
-
-    from recbole_saerec.config import Config
-    from recbole_saerec.data import split_with_protocol
-    from recbole_saerec.utils import get_model, get_trainer
-
-    models = [m for m in args.models.split(",") if m]
-    variants = json.loads(args.variants)
-    model_class = {name: name for name in models}
-    for name in variants:
-        models.append(name)
-        model_class[name] = "SAERec"
-    base = shared_config(args)
-    saerec_extra = json.loads(args.saerec_config)
-    if args.bf16:
-        saerec_extra["autocast_bf16"] = True
-    if args.compile:
-        saerec_extra["compile"] = True
     report = {"command": " ".join([os.path.basename(sys.executable), "-m", "recbole_saerec.bench_speed"]
                                   + (sys.argv[1:] if argv is None else list(argv))),
               "args": vars(args), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    models, model_class, variants = model_plan(args)
+    configs, intent_source, intent_info = build_configs(args, models, variants, shared_config(args))
+    data = load_data(args, configs[models[0]])
+    device = data["device"]
+    batches, loader_s_per_step, mean_len, batch_max = draw_batches(data["train"], args.warmup + args.steps, device)
+    built = build_models(args, models, model_class, configs, data["train"], device)
+    anomaly_on_import = set_anomaly_detection(args)
+    records = new_records(models)
 
-    # --- intents -----------------------------------------------------------------
-    configs = {}
-    intent_source, intent_info = None, {}
-    if "SAERec" in models or variants:
-        probe = Config(model="SAERec", dataset=args.dataset, config_dict=dict(base, intent_autobuild=False))
-        data_root = os.path.dirname(os.path.normpath(probe["data_path"]))
-        if args.intents:
-            intent_dir = args.intent_dir or os.path.join(args.out, "intents", args.dataset)
-            print(f"[bench] building intents for {args.dataset} into {intent_dir} (timed per stage) ...", flush=True)
-            intent_info = time_intent_build(probe, intent_dir)
-            print(f"[bench] intent build: {json.dumps(intent_info, default=str)}", flush=True)
-            intent_source = "built" if "error" not in intent_info else None
-        elif args.intent_dir:
-            intent_dir, intent_source = args.intent_dir, "given"
-            try:
-                with open(os.path.join(intent_dir, "manifest.json")) as f:
-                    manifest = json.load(f)
-                intent_info = {"manifest_timings": manifest.get("stats", {}).get("timings"),
-                               "n_intents": manifest.get("n_intents"), "dim": manifest.get("dim"),
-                               "fingerprint": manifest.get("fingerprint")}
-            except (OSError, ValueError):
-                pass
-        if intent_source is None:
-            intent_dir = os.path.join(args.out, "synthetic_intents", args.dataset)
-            tokens = dataset_item_tokens(data_root, args.dataset)
-            write_synthetic_intents(intent_dir, args.dataset, tokens, args.synthetic_m, args.synthetic_dim,
-                                    args.synthetic_per_item, seed=args.seed)
-            intent_source = "synthetic"
-            print(f"[bench] SYNTHETIC intents (m={args.synthetic_m}, d_t={args.synthetic_dim}, "
-                  f"{args.synthetic_per_item}/item) for {len(tokens)} items in {intent_dir}", flush=True)
-        saerec_cfg = dict(base, intent_dir=os.path.abspath(intent_dir), intent_autobuild=False, **saerec_extra)
-        if intent_source == "synthetic":
-            saerec_cfg["intent_check_encoder"] = False
-        configs["SAERec"] = Config(model="SAERec", dataset=args.dataset, config_dict=saerec_cfg)
-        for name, overrides in variants.items():
-            configs[name] = Config(model="SAERec", dataset=args.dataset, config_dict=dict(saerec_cfg, **overrides))
-    for name in models:
-        if name not in configs:
-            configs[name] = Config(model=name, dataset=args.dataset, config_dict=dict(base))
-
-    # --- data (once, shared) ------------------------------------------------------------
-    first = configs[models[0]]
-    init_seed(args.seed, False)
-    t0 = time.perf_counter()
-    dataset = create_dataset(first)
-    train_data, valid_data, test_data = split_with_protocol(first, dataset)
-    load_s = time.perf_counter() - t0
-    device = first["device"]
-    steps_per_epoch = len(train_data)
-    n_eval_users = test_data.sample_size
-    print(f"[bench] {dataset.dataset_name}: {dataset.user_num - 1} users, {dataset.item_num - 1} items, "
-          f"{len(train_data.dataset)} training samples = {steps_per_epoch} steps of {args.batch}; "
-          f"data loaded in {load_s:.1f} s; device {device}", flush=True)
-
-    n_batches = args.warmup + args.steps
-    batches = []
-    t0 = time.perf_counter()
-    for batch in train_data:
-        batches.append(batch)
-        if len(batches) == n_batches:
-            break
-    loader_s_per_step = (time.perf_counter() - t0) / max(len(batches), 1)
-    batches = [b.to(device) for b in batches]
-    lens = torch.cat([b["item_length"] for b in batches]).float()
-    batch_max = [int(b["item_length"].max()) for b in batches]
-    print(f"[bench] {len(batches)} batches: mean sample length {lens.mean():.1f}, median batch max length "
-          f"{median(batch_max)}, loader {loader_s_per_step * 1e3:.1f} ms/batch", flush=True)
-
-    # --- models --------------------------------------------------------------------
-    built = {}
-    for name in models:
-        config = configs[name]
-        init_seed(args.seed, False)
-        model = get_model(model_class[name])(config, train_data._dataset).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
-        trainer = get_trainer(config["MODEL_TYPE"], model_class[name])(config, model)
-        n_params = sum(p.numel() for p in model.parameters())
-        built[name] = {"model": model, "optimizer": optimizer, "trainer": trainer, "params": n_params}
-    # RecBole's recbole/model/sequential_recommender/sine.py calls torch.autograd.set_detect_anomaly(True)
-    # at import time, i.e. whenever any RecBole sequential model is imported (get_model("SASRec") does).
-    # That NaN-checks every backward output (~40% of a step here). Same setting for both models.
-    anomaly_on_import = torch.is_anomaly_enabled()
-    if not args.anomaly:
-        torch.autograd.set_detect_anomaly(False)
-    print(f"[bench] autograd anomaly detection: {torch.is_anomaly_enabled()} for both models "
-          f"(after RecBole's imports it was {anomaly_on_import})", flush=True)
-    records = {name: {"step_s": [], "step_cpu_s": [], "eval_s": [], "eval_cpu_s": [], "mem_train": {}, "mem_eval": {}} for name in models}
-
-    # warm-up (untimed; includes compile when asked)
-    for name in models:
-        b = built[name]
-        b["model"].train()
-        t0 = time.perf_counter()
-        for batch in batches[: args.warmup]:
-            train_step(b["model"], b["optimizer"], batch)
-        sync(device)
-        records[name]["warmup_s"] = time.perf_counter() - t0
+    warm_up(built, records, batches[: args.warmup], device)
     if args.profile:
         for name in models:
             profile_steps(built[name]["model"], built[name]["optimizer"], batches[args.warmup:],
                           os.path.join(args.out, f"profile_{name}.txt"), device)
-            profile_eval(built[name]["trainer"], test_data, os.path.join(args.out, f"profile_eval_{name}.txt"), device)
-
-    # --- train steps, alternating ------------------------------------------------------
-    timed = batches[args.warmup:]
-    for r in range(args.rounds):
-        order = models if r % 2 == 0 else models[::-1]
-        for name in order:
-            b, rec = built[name], records[name]
-            b["model"].train()
-            with peak_memory(device, rec["mem_train"]):
-                for batch in timed:
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    train_step(b["model"], b["optimizer"], batch)
-                    sync(device)
-                    rec["step_s"].append(time.perf_counter() - t0)
-                    rec["step_cpu_s"].append(time.process_time() - c0)
-            print(f"[bench] round {r + 1} {name:7s} train: median {median(rec['step_s'][-len(timed):]) * 1e3:.0f} "
-                  f"ms/step wall, {median(rec['step_cpu_s'][-len(timed):]) * 1e3:.0f} ms/step CPU", flush=True)
-
-    # --- full-sort evaluation over ALL test users, alternating --------------------------
-    eval_rounds = 0 if args.no_eval else (args.eval_rounds or args.rounds)
-    for r in range(eval_rounds):
-        order = models if r % 2 == 0 else models[::-1]
-        for name in order:
-            b, rec = built[name], records[name]
-            with peak_memory(device, rec["mem_eval"]):
-                t0, c0 = time.perf_counter(), time.process_time()
-                result = b["trainer"].evaluate(test_data, load_best_model=False, show_progress=False)
-                sync(device)
-                rec["eval_s"].append(time.perf_counter() - t0)
-                rec["eval_cpu_s"].append(time.process_time() - c0)
-            rec["eval_result"] = {k: round(float(v), 4) for k, v in result.items()}
-            print(f"[bench] round {r + 1} {name:7s} eval : {rec['eval_s'][-1]:.2f} s wall, "
-                  f"{rec['eval_cpu_s'][-1]:.2f} s CPU", flush=True)
-
-    # --- optional full real epoch ---------------------------------------------------------
+            profile_eval(built[name]["trainer"], data["test"], os.path.join(args.out, f"profile_eval_{name}.txt"),
+                         device)
+    time_train(built, records, models, batches[args.warmup:], args.rounds, device)
+    time_eval(built, records, models, data["test"], 0 if args.no_eval else (args.eval_rounds or args.rounds), device)
     if args.full_epoch:
-        for name in models:
-            b = built[name]
-            b["model"].train()
-            t0 = time.perf_counter()
-            for batch in train_data:
-                train_step(b["model"], b["optimizer"], batch.to(device))
-            sync(device)
-            records[name]["full_epoch_s"] = time.perf_counter() - t0
-            print(f"[bench] {name} full epoch: {records[name]['full_epoch_s']:.1f} s", flush=True)
+        time_full_epoch(built, records, data["train"], device)
 
-    # --- table ---------------------------------------------------------------------------
-    rows = []
-    label = f"intents={intent_source}" if intent_source else ""
-    for name in models:
-        rec = records[name]
-        step = median(rec["step_s"])
-        row = {
-            "dataset": args.dataset, "model": name, "device": str(device),
-            "intents": (intent_source if model_class[name] == "SAERec" else "-"),
-            "bf16": bool(configs[name]["autocast_bf16"]) if "autocast_bf16" in configs[name] else False,
-            "compile": bool(configs[name]["compile"]) if "compile" in configs[name] else False,
-            "params": built[name]["params"],
-            "step_ms_median": round(step * 1e3, 1),
-            "step_cpu_ms_median": round(median(rec["step_cpu_s"]) * 1e3, 1),
-            "step_ms_min": round(min(rec["step_s"]) * 1e3, 1),
-            "step_ms_max": round(max(rec["step_s"]) * 1e3, 1),
-            "steps_timed": len(rec["step_s"]), "steps_per_epoch": steps_per_epoch,
-            "epoch_s_extrapolated": round((step + loader_s_per_step) * steps_per_epoch, 1),
-            "epoch_cpu_s_extrapolated": round((median(rec["step_cpu_s"]) + loader_s_per_step) * steps_per_epoch, 1),
-            "full_epoch_s": round(rec["full_epoch_s"], 1) if "full_epoch_s" in rec else "",
-            "eval_s_median": round(median(rec["eval_s"]), 2) if rec["eval_s"] else "",
-            "eval_s_min": round(min(rec["eval_s"]), 2) if rec["eval_s"] else "",
-            "eval_cpu_s_median": round(median(rec["eval_cpu_s"]), 2) if rec["eval_cpu_s"] else "",
-            "eval_users": n_eval_users,
-            "train_peak_mb": round(rec["mem_train"].get("peak_mb", 0)),
-            "train_delta_mb": round(rec["mem_train"].get("delta_mb", 0)),
-            "eval_peak_mb": round(rec["mem_eval"].get("peak_mb", 0)),
-            "eval_delta_mb": round(rec["mem_eval"].get("delta_mb", 0)),
-            "warmup_s": round(rec["warmup_s"], 1),
-        }
-        rows.append(row)
-    if "SASRec" in records and "SAERec" in records:
-        # per-round ratios (each round ran both models back to back) and their median
-        n = args.steps
-        sa = records["SASRec"]["step_s"]
-        for row in rows:
-            if model_class[row["model"]] != "SAERec":
-                continue
-            se = records[row["model"]]["step_s"]
-            round_ratios = [median(se[i * n:(i + 1) * n]) / median(sa[i * n:(i + 1) * n]) for i in range(args.rounds)]
-            eval_ratios = [e / s for e, s in zip(records[row["model"]]["eval_s"], records["SASRec"]["eval_s"])]
-            row["step_ratio_vs_sasrec"] = round(median(round_ratios), 3)
-            row["step_ratio_rounds"] = " ".join(f"{x:.2f}" for x in round_ratios)
-            ce, ca = records[row["model"]]["step_cpu_s"], records["SASRec"]["step_cpu_s"]
-            row["step_cpu_ratio_vs_sasrec"] = round(median(
-                [median(ce[i * n:(i + 1) * n]) / median(ca[i * n:(i + 1) * n]) for i in range(args.rounds)]), 3)
-            row["eval_ratio_vs_sasrec"] = round(median(eval_ratios), 3) if eval_ratios else ""
-    cols = ["model", "intents", "step_ms_median", "step_ratio_vs_sasrec", "step_cpu_ms_median", "step_cpu_ratio_vs_sasrec",
-            "epoch_cpu_s_extrapolated", "epoch_s_extrapolated", "full_epoch_s",
-            "eval_s_median", "eval_ratio_vs_sasrec", "train_peak_mb", "eval_peak_mb"]
-    print()
-    print(f"autograd anomaly detection {'ON' if torch.is_anomaly_enabled() else 'off'} for both models")
-    print(f"{args.dataset}: {steps_per_epoch} steps/epoch of {args.batch}, {n_eval_users} eval users, "
-          f"device {device}, {os.cpu_count()} CPUs, torch {torch.__version__} {label}")
-    print("epoch_s_extrapolated = (median step + loader time per batch) x steps per epoch (wall; *_cpu_*: process "
-          "CPU time, robust on a shared machine)")
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(cols, widths)))
-    if intent_info:
-        print(f"intent construction: {json.dumps(intent_info, default=str)}")
-
-    all_cols = list(dict.fromkeys(k for r in rows for k in r))
-    with open(os.path.join(args.out, "speed.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=all_cols)
-        writer.writeheader()
-        writer.writerows(rows)
-        if intent_info and "stages_s" in intent_info:
-            stages = intent_info.get("build_reported_timings") or dict(intent_info["stages_s"],
-                                                                      total_s=intent_info["total_s"])
-            for stage, secs in stages.items():
-                writer.writerow({"dataset": args.dataset, "model": f"intent_build:{stage}",
-                                 "device": str(device), "intents": "built", "step_ms_median": "",
-                                 "epoch_s_extrapolated": round(secs, 1)})
-    report.update({
-        "machine": machine_facts(device), "seed": args.seed,
-        "dataset": {"name": args.dataset, "users": dataset.user_num - 1, "items": dataset.item_num - 1,
-                    "train_samples": len(train_data.dataset), "steps_per_epoch": steps_per_epoch,
-                    "eval_users": n_eval_users, "load_s": load_s,
-                    "timed_batches_mean_len": float(lens.mean()), "timed_batches_max_len": batch_max},
-        "loader_s_per_step": loader_s_per_step, "anomaly_detection": torch.is_anomaly_enabled(),
-        "anomaly_detection_after_recbole_import": anomaly_on_import, "intents": {"source": intent_source, **intent_info},
-        "config": {name: {k: (configs[name][k] if k in configs[name] else None)
-                          for k in ["hidden_size", "inner_size", "n_layers", "n_heads", "MAX_ITEM_LIST_LENGTH",
-                                    "train_batch_size", "eval_batch_size", "hidden_dropout_prob",
-                                    "attn_dropout_prob", "loss_type", "autocast_bf16", "compile",
-                                    "intents_retrieved", "intent_layers"]} for name in models},
-        "rows": rows,
-        "raw": {name: {"step_s": records[name]["step_s"], "eval_s": records[name]["eval_s"],
-                       "step_cpu_s": records[name]["step_cpu_s"], "eval_cpu_s": records[name]["eval_cpu_s"],
-                       "eval_result": records[name].get("eval_result")} for name in models},
-        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    })
-    with open(os.path.join(args.out, "speed.json"), "w") as f:
+    rows = [result_row(args, name, records[name], configs[name], model_class[name], built[name]["params"], data,
+                       intent_source, loader_s_per_step) for name in models]
+    add_ratios_vs_sasrec(rows, records, model_class, args.steps, args.rounds)
+    print_table(args, rows, data, intent_source, intent_info)
+    write_csv(os.path.join(args.out, "speed.csv"), args, rows, device, intent_info)
+    report.update(json_report(args, models, configs, records, rows, data, (loader_s_per_step, mean_len, batch_max),
+                              {"source": intent_source, **intent_info}, anomaly_on_import))
+    with atomic_path(os.path.join(args.out, "speed.json")) as tmp, open(tmp, "w") as f:
         json.dump(report, f, indent=1, default=str)
     print(f"[bench] wrote {os.path.join(args.out, 'speed.csv')} and speed.json")
     return report

@@ -92,6 +92,7 @@ RULES = {
     # --- GuidedRec ---
     "guided_templates": ANY, "guided_dim": POSITIVE_INT, "guided_projection": ("linear", "none"),
     "guided_encoder": ANY, "guided_encode_bf16": ANY, "guided_cache_dir": ANY, "guided_price_field": ANY,
+    "guided_path": ANY,
     "guided_price_bands": ANY, "guided_year_field": ANY, "guided_text_fields": ANY,
     "guided_max_use_words": NON_NEGATIVE, "guided_category_max_share": "(0, 1]", "guided_use_words": ANY,
     "guided_fill": ANY, "base_checkpoint": ANY, "base_reduction": ("pca", "linear"), "base_dim": POSITIVE_INT,

@@ -1,6 +1,6 @@
 """Guided item embeddings (offline part of GuidedRec) and the attribution CLI.
 
-Guided embedding refinement (Jia et al. 2025; METHOD.md, last section): every item
+Guided embedding refinement (Jia et al. 2025; docs/method.md, "Guided embedding refinement"): every item
 gets one text vector PER interpretable attribute (category, brand, price band,
 use/audience words, era ...), written from templates in yaml and encoded with the
 plugin's text encoder (:mod:`recbole_saerec.intents.encode`). Keeping one vector per
@@ -24,7 +24,9 @@ Attributes (``guided_templates``, name -> template):
   the LM is asked for the missing value from the item's text; answers are cached.
 * An attribute that no item has (e.g. brand on ml-100k) is dropped, with a log line.
 
-Cache: ``<guided_cache_dir>/<dataset>/guided-<fingerprint>.pt``; the fingerprint
+Artefact (the contract: :mod:`recbole_saerec.artefacts`, "GuidedRec's contract"):
+``<guided_cache_dir>/<dataset>/guided-<fingerprint>.pt``, built here before the model
+exists (``quick_start.ensure_guided``) and read by the model from ``guided_path``; the fingerprint
 hashes the dataset's item set, the templates, every attribute text and the encoder
 settings, so a change of any of them rebuilds, and the same inputs always give the
 same tensors (the encoder runs in fp32 by default: ``guided_encode_bf16: False``).
@@ -47,10 +49,9 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import items_sha1
+from recbole_saerec.artefacts import GUIDED_FORMAT_VERSION, guided_file, items_sha1, save_tensor_file_atomic
 from recbole_saerec.intents.corpus import _as_list, _cfg, atomic_path, clean_value, read_atomic, read_atomic_header
 
-FORMAT_VERSION = 1
 _FIELD = re.compile(r"\{([^{}]+)\}")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 
@@ -210,22 +211,24 @@ def build_guided(config, item_tokens, encoder=None):
 
     Returns a dict: ``names`` [A], ``vectors`` list of float32 [T_a + 1, d_t] (row 0 zeros),
     ``index`` int64 [n_items, A] into them (item order = ``item_tokens``), ``texts``
-    list of the T_a texts per attribute, ``fingerprint``. Cached on disk.
+    list of the T_a texts per attribute, ``fingerprint``, and ``path``: the file it is
+    saved in (the artefact GuidedRec reads). A build with the same fingerprint is reused.
     """
     item_tokens = [str(t) for t in item_tokens]
-    cache_dir = os.path.join(_cfg(config, "guided_cache_dir", "saved/guided_cache"), str(config["dataset"]))
+    cache_root = _cfg(config, "guided_cache_dir", "saved/guided_cache")
+    cache_dir = os.path.join(cache_root, str(config["dataset"]))
     os.makedirs(cache_dir, exist_ok=True)
     names, texts, fill_model = attribute_texts(config, item_tokens, cache_dir)
     unique = {name: sorted({texts[t][name] for t in item_tokens if texts[t][name] is not None}) for name in names}
     spec = encoder_spec(config)
-    h = hashlib.sha1(json.dumps({"v": FORMAT_VERSION, "dataset": str(config["dataset"]), "encoder": spec,
+    h = hashlib.sha1(json.dumps({"v": GUIDED_FORMAT_VERSION, "dataset": str(config["dataset"]), "encoder": spec,
                                  "items": items_sha1(item_tokens), "fill": fill_model}, sort_keys=True).encode())
     for tok in item_tokens:
         h.update(json.dumps([tok] + [texts[tok][n] for n in names]).encode("utf-8"))
     fingerprint = h.hexdigest()[:16]
-    path = os.path.join(cache_dir, f"guided-{fingerprint}.pt")
+    path = guided_file(cache_root, config["dataset"], fingerprint)
     if os.path.isfile(path):
-        return torch.load(path, weights_only=True)
+        return {**torch.load(path, weights_only=True), "path": path}
     from recbole_saerec.intents.encode import TextEncoder, encode_cached
 
     if encoder is None:
@@ -242,30 +245,10 @@ def build_guided(config, item_tokens, encoder=None):
         row_of = {t: r + 1 for r, t in enumerate(unique[name])}
         index[:, a] = torch.tensor([row_of.get(texts[t][name], 0) for t in item_tokens])
     out = {"names": names, "vectors": vectors, "index": index, "texts": [unique[n] for n in names],
-           "item_tokens": item_tokens, "fingerprint": fingerprint, "encoder": spec}
-    tmp = path + ".tmp"
-    torch.save(out, tmp)
-    os.replace(tmp, path)
-    return out
-
-
-# ---------------------------------------------------------------------------- PCA of a base table
-def pca_reduce(x, n_components=None, variance=None):
-    """PCA of the rows of ``x`` [n, d] via SVD of the centred matrix (as sklearn's full-SVD PCA).
-
-    ``variance`` (0 < v <= 1) picks the smallest k whose explained variance ratio sums to
-    at least v; otherwise ``n_components``. Returns (coords [n, k], ratios [k], components [k, d], mean [d]).
-    """
-    x = x.double()
-    mean = x.mean(0)
-    u, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
-    ratio = s ** 2 / (s ** 2).sum()
-    if variance is not None:
-        k = int(torch.searchsorted(ratio.cumsum(0), torch.tensor(float(variance), dtype=ratio.dtype) - 1e-12)) + 1
-        k = min(k, ratio.numel())
-    else:
-        k = min(int(n_components), ratio.numel())
-    return ((x - mean) @ vt[:k].T).float(), ratio[:k].float(), vt[:k].float(), mean.float()
+           "item_tokens": item_tokens, "fingerprint": fingerprint, "encoder": spec,
+           "dataset": str(config["dataset"]), "format_version": GUIDED_FORMAT_VERSION}
+    save_tensor_file_atomic(path, out)
+    return {**out, "path": path}
 
 
 # ---------------------------------------------------------------------------- attribution CLI

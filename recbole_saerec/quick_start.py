@@ -53,7 +53,24 @@ def ensure_intents(config):
     build_intents(config, intent_dir=intent_dir)
 
 
+def ensure_guided(config, dataset):
+    """Models that read guided attribute vectors get them built offline (or found) first; sets guided_path.
+
+    Runs before the model's seed is set, so a cold or warm cache gives the model the same
+    initialisation. A ``guided_path`` already in the config (a checkpoint's, or the user's) is kept;
+    the one set here is recorded with the run's external settings, so its checkpoint names the build.
+    """
+    if not getattr(get_model(config["model"]), "needs_guided", False) or config["guided_path"]:
+        return
+    from recbole_saerec.guided import build_guided
+
+    path = os.path.abspath(build_guided(config, list(dataset.field2id_token[dataset.iid_field][1:]))["path"])
+    config["guided_path"] = path
+    config.external_config_dict["guided_path"] = path  # a setting of this run: the checkpoint keeps it
+
+
 def build_model(config, train_data):
+    ensure_guided(config, train_data._dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     return get_model(config["model"])(config, train_data._dataset).to(config["device"])
 

@@ -8,8 +8,9 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config, seed_all
 from recbole_saerec.config import Config
-from recbole_saerec.guided import build_guided, derived_fields, fill_template, pca_reduce
-from recbole_saerec.quick_start import run
+from recbole_saerec.guided import build_guided, derived_fields, fill_template
+from recbole_saerec.model.layers import pca_reduce
+from recbole_saerec.quick_start import ensure_guided, run
 from recbole_saerec.utils import get_model
 
 GUIDED = {"guided_encoder": "all-MiniLM-L6-v2", "guided_dim": 4, "hidden_size": 16,
@@ -27,6 +28,7 @@ def make_model(cfg):
     config = Config(model="GuidedRec", dataset="tiny", config_dict=cfg)
     dataset = create_dataset(config)
     train, _, test = data_preparation(config, dataset)
+    ensure_guided(config, train._dataset)  # the offline step quick_start runs before the model
     seed_all(0)
     return config, get_model("GuidedRec")(config, train._dataset), train, test
 
@@ -121,6 +123,94 @@ def test_base_checkpoint_pca_matches_sklearn_and_trains(guided_cfg, tiny_root, t
     assert "ndcg@10" in result["test_result"]
 
 
-def test_trains_one_epoch_through_quick_start(guided_cfg):
-    result = run(model="GuidedRec", dataset="tiny", config_dict=guided_cfg(), saved=False)
-    assert result["model"] == "GuidedRec" and np.isfinite(result["test_result"]["hit@10"])
+def test_quick_start_gives_the_same_metrics_from_a_cold_and_a_warm_attribute_cache(guided_cfg, tmp_path):
+    """The offline build runs before the model's seed: building (cold) or reusing (warm) the attribute
+    vectors cannot change the model's initialisation, so one seed gives one set of metrics."""
+    cfg = guided_cfg(guided_cache_dir=str(tmp_path / "cache"), epochs=2)
+    cold = run(model="GuidedRec", dataset="tiny", config_dict=cfg, saved=False)
+    assert len(list((tmp_path / "cache" / "tiny").glob("guided-*.pt"))) == 1
+    warm = run(model="GuidedRec", dataset="tiny", config_dict=cfg, saved=False)
+    assert cold["test_result"] == warm["test_result"]
+    assert cold["best_valid_result"] == warm["best_valid_result"]
+    other = run(model="GuidedRec", dataset="tiny", config_dict=dict(cfg, seed=8), saved=False)
+    assert other["test_result"] != cold["test_result"]  # the comparison can fail: the seed matters
+
+
+def test_the_model_reads_the_offline_build_and_refuses_a_foreign_one(guided_cfg, tmp_path):
+    from recbole_saerec.artefacts import IntentArtefactError, load_guided
+
+    config = Config(model="GuidedRec", dataset="tiny", config_dict=guided_cfg())
+    dataset = create_dataset(config)
+    train, _, _ = data_preparation(config, dataset)
+    with pytest.raises(IntentArtefactError, match="guided_path is not set.*ensure_guided"):
+        get_model("GuidedRec")(config, train._dataset)  # the model never builds: the offline stage does
+    ensure_guided(config, train._dataset)
+    tokens = list(train._dataset.field2id_token["item_id"][1:])
+    guided = load_guided(config["guided_path"], "tiny", tokens[::-1])
+    assert guided["item_tokens"] == tokens[::-1]  # rows follow the caller's item order
+    built = torch.load(config["guided_path"], weights_only=True)
+    assert torch.equal(guided["index"], built["index"].flip(0))
+    with pytest.raises(IntentArtefactError, match="not in the build"):
+        load_guided(config["guided_path"], "tiny", tokens + ["i999"])
+    with pytest.raises(IntentArtefactError, match="built for dataset"):
+        load_guided(config["guided_path"], "other", tokens)
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(open(config["guided_path"], "rb").read()[:100])
+    with pytest.raises(IntentArtefactError, match="unreadable"):
+        load_guided(str(torn), "tiny", tokens)
+
+
+def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path, capsys):
+    from recbole_saerec.explain import load_model
+    from recbole_saerec.guided import block_summary, explain_users, main
+
+    result = run(model="GuidedRec", dataset="tiny", config_dict=guided_cfg(checkpoint_dir=str(tmp_path)))
+    bundle = load_model(result["saved_model_file"], quiet=True)
+    [user] = explain_users(bundle, ["u3"], topk=4)
+    scores = [r["score"] for r in user["recommendations"]]
+    assert user["user"] == "u3" and scores == sorted(scores, reverse=True)
+    for rec in user["recommendations"]:
+        blocks = rec["blocks"]
+        assert set(blocks) == {"kind", "name", "base"}
+        assert sum(b["contribution"] for b in blocks.values()) == pytest.approx(rec["score"], abs=1e-4)
+        assert blocks["name"]["value"].startswith("item: ") and "(collaborative" in blocks["base"]["value"]
+    summary = block_summary(bundle, topk=3)
+    assert sum(s["abs_share"] for s in summary.values()) == pytest.approx(1.0, abs=1e-5)
+    main(["--checkpoint", result["saved_model_file"], "--users", "u3", "--topk", "2",
+          "--json", str(tmp_path / "out.json")])
+    assert "user u3" in capsys.readouterr().out
+    import json
+
+    assert json.load(open(tmp_path / "out.json"))[0]["recommendations"][0]["score"] == pytest.approx(scores[0])
+
+
+def test_fill_missing_asks_the_lm_once_per_gap_and_caches_the_answer(guided_cfg, tmp_path, monkeypatch):
+    from recbole_saerec.guided import fill_missing
+    from recbole_saerec.intents import judge as judge_module
+
+    class FakeLM(judge_module.LMJudge):
+        asked = []
+
+        def complete(self, messages):
+            FakeLM.asked.append(messages[0]["content"])
+            return "unknown" if "gel" in messages[0]["content"] else "night cream.\nextra line"
+
+    monkeypatch.setattr(judge_module, "make_judge", lambda config: FakeLM("fake-lm"))
+    rows = {"a": {"title": "rich night cream"}, "b": {"title": "gel"}, "c": {"title": "mascara", "brand": "OPI"}}
+    templates = {"brand": "brand: {brand}"}
+    fresh = lambda: {"a": {"brand": None}, "b": {"brand": None}, "c": {"brand": "brand: OPI"}}  # noqa: E731
+    config = {"guided_text_fields": ["title"]}
+    texts, model = fill_missing(config, rows, fresh(), templates, str(tmp_path))
+    assert model == "fake-lm" and len(FakeLM.asked) == 2  # only the gaps: a and b, never c
+    assert texts == {"a": {"brand": "brand: night cream"}, "b": {"brand": None}, "c": {"brand": "brand: OPI"}}
+    again, _ = fill_missing(config, rows, fresh(), templates, str(tmp_path))
+    assert again == texts and len(FakeLM.asked) == 2  # answered from the JSONL cache
+
+
+def test_fill_missing_without_an_lm_backend_invents_nothing(tmp_path):
+    from recbole_saerec.guided import fill_missing
+
+    texts = {"a": {"brand": None}}
+    out, model = fill_missing({"judge_backend": "offline"}, {"a": {"title": "cream"}}, texts,
+                              {"brand": "brand: {brand}"}, str(tmp_path))
+    assert model is None and out == {"a": {"brand": None}}

@@ -68,7 +68,7 @@ def test_bucketed_packer_adds_only_padding_and_keeps_real_outputs():
     torch.manual_seed(0)
     lengths = torch.tensor([9, 1, 13, 4, 0, 7])  # 35 real tokens -> bucket 36
     p, plain = Packer(lengths, 13), Packer(lengths, 13, bucket=False)
-    assert p.n_real == plain.index.numel() == 35 and p.index.numel() == bucketed_count(35) == 36
+    assert plain.index.numel() == 35 and p.index.numel() == bucketed_count(35) == 36
     assert torch.equal(p.index[:35], plain.index) and torch.equal(p.last, plain.last)
     real = (torch.arange(13).unsqueeze(0) < lengths.clamp_min(1).unsqueeze(1)).reshape(-1)
     assert not real[p.index[35:]].any() and p.index.unique().numel() == p.index.numel()
@@ -194,6 +194,28 @@ def test_bf16_training_metrics_within_noise_of_fp32(trained_pairs):
     assert min(bf16) > 0.15, bf16  # it learnt something
 
 
-def test_compile_flag_is_off_by_default(tiny_root):
-    _, model, _, _ = make(tiny_root)
-    assert model.compile is False and model._run == model._forward
+def test_compile_flag_routes_the_forward_through_torch_compile_with_the_same_scores(tiny_root, monkeypatch):
+    """compile: True runs every forward through torch.compile (eager backend here: no C compiler
+    needed) and scores exactly as the eager model; the default never calls torch.compile."""
+    real_compile, calls = torch.compile, []
+
+    def spy(fn, **kwargs):
+        compiled = real_compile(fn, **{**kwargs, "backend": "eager"})
+
+        def run(*args, **kw):
+            calls.append(kwargs)
+            return compiled(*args, **kw)
+        return run
+
+    monkeypatch.setattr(torch, "compile", spy)
+    _, eager, _, test = make(tiny_root)
+    _, compiled, _, _ = make(tiny_root, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    eager.eval(), compiled.eval()
+    batch = first_batch(test)
+    with torch.no_grad():
+        want = eager.full_sort_predict(batch)
+        assert not calls  # the default model never went through torch.compile
+        got = compiled.full_sort_predict(batch)
+    assert calls and calls[0].get("dynamic") is True
+    assert torch.allclose(got, want, atol=1e-5)

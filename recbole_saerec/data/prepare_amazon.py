@@ -57,6 +57,8 @@ import re
 import sys
 from collections import OrderedDict
 
+from recbole_saerec.artefacts import atomic_path
+
 SCHEMA_VERSION = 1
 
 # dataset name -> Amazon 2014 category file stem
@@ -530,12 +532,10 @@ def _fmt_float(v):
 
 
 def _write_atomic_tsv(path, columns, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, delimiter="\t", quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         w.writerow([f"{name}:{typ}" for name, typ in columns])
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset", on_bad_line="error",

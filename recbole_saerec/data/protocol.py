@@ -7,7 +7,7 @@ validation input sequence, and never used for model selection. This is RecBole's
 ``eval_args.split: {'LS': 'valid_and_test'}`` unchanged.
 
 ``authors_leaky`` (FOR COMPARISON ONLY; never report it as the method's result): what the
-authors' research code does (docs: METHOD.md, "What the authors' research code does"):
+authors' research code does (docs/method.md, "Where we depart from the authors' research code"):
   1. the validation item s[n-1] is used as a training target
      (RecBole split ``{'LS': 'test_only'}``: every sample except the last is training);
   2. the epoch is selected on the TEST item (valid_data := test_data), so the reported

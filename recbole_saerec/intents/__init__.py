@@ -1,4 +1,4 @@
-"""Offline intent construction (METHOD.md stage 1): ``build_intents(config)`` or
+"""Offline intent construction (docs/method.md, stage 1): ``build_intents(config)`` or
 ``python -m recbole_saerec.intents build --dataset=...``.
 
 Modules: corpus (training-split texts), encode (any sentence-transformers / HF

@@ -13,7 +13,7 @@ import sys
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m recbole_saerec.intents",
-                                     description="Offline intent construction for SAERec (METHOD.md stage 1).")
+                                     description="Offline intent construction for SAERec (docs/method.md, stage 1).")
     parser.add_argument("command", choices=["build"],
                         help="build: corpus -> encoder -> SAE -> words -> judge -> artefacts")
     parser.add_argument("--dataset", "-d", required=True, help="RecBole dataset name (e.g. ml-100k)")

@@ -1,4 +1,4 @@
-"""The intent corpus: the texts the SAE learns intents from (METHOD.md, stage 1, step 1).
+"""The intent corpus: the texts the SAE learns intents from (docs/method.md, stage 1, step 1).
 
 Two sources, chosen by ``intent_corpus``:
 
@@ -71,14 +71,6 @@ class Corpus:
         out = {}
         for t, i in zip(self.entry_text.tolist(), self.entry_item):
             out.setdefault(i, []).append(t)
-        return out
-
-    def user_entries(self):
-        """user token -> list of text indices (reviews only)."""
-        out = {}
-        for t, u in zip(self.entry_text.tolist(), self.entry_user):
-            if u:
-                out.setdefault(u, []).append(t)
         return out
 
 

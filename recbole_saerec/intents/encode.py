@@ -1,4 +1,4 @@
-"""Texts -> vectors (METHOD.md, stage 1, step 2), cached on disk and resumable.
+"""Texts -> vectors (docs/method.md, stage 1, step 2), cached on disk and resumable.
 
 Any encoder plugs in through ``intent_encoder`` (a name or a local path):
 

@@ -1,4 +1,4 @@
-"""The TopK sparse autoencoder (METHOD.md, stage 1, step 3).
+"""The TopK sparse autoencoder (docs/method.md, stage 1, step 3).
 
     z     = ReLU(TopK(W_enc (x - b_dec) + b_enc))       [M latents, k non-zero]
     x_hat = W_dec^T z + b_dec
@@ -13,7 +13,7 @@ fraction. ``tied=True`` keeps W_dec = W_enc for the whole run, as the SAERec
 paper does; then the intent direction and the decoder direction coincide.
 
 The rows of ``W_enc`` are the intent directions v_j that the interpretation and
-the model use (METHOD.md). The auxiliary loss (AuxK) against dead latents is
+the model use (docs/method.md). The auxiliary loss (AuxK) against dead latents is
 computed here from a ``dead_mask`` the trainer supplies.
 """
 from typing import NamedTuple

@@ -34,6 +34,7 @@ import time
 import numpy as np
 import torch
 
+from recbole_saerec.artefacts import atomic_path, save_tensor_file_atomic
 from recbole_saerec.intents.sae import TopKSAE, geometric_median
 
 
@@ -155,13 +156,9 @@ class SAETrainer:
 
 def save_sae(path, sae, metrics):
     """``path`` (state dict + config, weights-only loadable) and ``path`` minus .pt + ``.json`` (metrics)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.save(sae.state(), tmp)
-    os.replace(tmp, path)
-    with open(os.path.splitext(path)[0] + ".json.tmp", "w") as f:
+    save_tensor_file_atomic(path, sae.state())
+    with atomic_path(os.path.splitext(path)[0] + ".json") as tmp, open(tmp, "w") as f:
         json.dump(metrics, f, indent=1)
-    os.replace(os.path.splitext(path)[0] + ".json.tmp", os.path.splitext(path)[0] + ".json")
 
 
 def load_sae(path):

@@ -1,6 +1,6 @@
 r"""GuidedRec: guided embedding refinement for sequential recommendation.
 
-Reference: Jia et al. 2025, "guided embedding refinement" (METHOD.md, last section):
+Reference: Jia et al. 2025, "guided embedding refinement" (docs/method.md, last section):
 a language model writes "guided" item embeddings on interpretable attributes; they
 are concatenated with a reduced-dimension copy of a base recommender's item
 embeddings and the recommender is trained on this refined embedding (reported:
@@ -8,8 +8,10 @@ embeddings and the recommender is trained on this refined embedding (reported:
 
 Choices made here (config keys in properties/model/GuidedRec.yaml):
 
-* Guided part: one text vector per attribute and item (templates ``guided_templates``,
-  built and cached by :mod:`recbole_saerec.guided` with the plugin's text encoder),
+* Guided part: one text vector per attribute and item (templates ``guided_templates``),
+  built offline by :mod:`recbole_saerec.guided` with the plugin's text encoder before the
+  model exists (``quick_start.ensure_guided`` sets ``guided_path``); the model only reads
+  that file (:func:`recbole_saerec.artefacts.load_guided`, the contract),
   each mapped by its OWN linear map to ``guided_dim`` dimensions (``guided_projection:
   linear``; ``none`` keeps the raw d_t dims). The text vectors are fixed, the maps are
   learned, so block a of an item embedding depends only on attribute a. A missing
@@ -30,12 +32,14 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
-from recbole_saerec.guided import build_guided, pca_reduce
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights
+from recbole_saerec.artefacts import load_guided
+from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, pca_reduce
 
 
 class GuidedRec(SequentialRecommender):
     """SASRec over [guided attribute blocks ; reduced base item embedding]."""
+
+    needs_guided = True  # quick_start builds (or finds) the attribute vectors and sets guided_path first
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -57,9 +61,10 @@ class GuidedRec(SequentialRecommender):
         if self.projection not in ("linear", "none") or self.base_reduction not in ("pca", "linear"):
             raise ValueError("GuidedRec: guided_projection must be linear|none and base_reduction pca|linear.")
 
-        # --- guided attribute vectors (offline, cached) ----------------------
+        # --- guided attribute vectors (built offline, read from guided_path) ---
         tokens = list(dataset.field2id_token[dataset.iid_field][1:])
-        guided = build_guided(config, tokens)
+        guided = load_guided(config["guided_path"], config["dataset"], tokens,
+                             encoder=config["guided_encoder"] or config["intent_encoder"])
         self.attr_names, self.attr_texts, self.guided_fingerprint = guided["names"], guided["texts"], guided["fingerprint"]
         n_attr, d_text = len(self.attr_names), guided["vectors"][0].shape[1]
         for a, vec in enumerate(guided["vectors"]):

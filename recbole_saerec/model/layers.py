@@ -151,7 +151,6 @@ class Packer:
         extra = min(bucketed_count(n_real), mask.numel()) - n_real if bucket else 0
         if extra > 0:
             self.index = torch.cat([self.index, (~mask).nonzero().squeeze(1)[:extra]])
-        self.n_real = n_real
         self.positions = self.index % max_len
         self.last = lengths.cumsum(0) - 1
 
@@ -194,3 +193,21 @@ def encode_last(table, item_seq, item_seq_len, position_embedding, norm, dropout
     last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
     rows = torch.arange(item_seq.shape[0], device=item_seq.device)
     return h[rows, last], x[rows, last], item_seq[rows, last]
+
+
+def pca_reduce(x, n_components=None, variance=None):
+    """PCA of the rows of ``x`` [n, d] via SVD of the centred matrix (as sklearn's full-SVD PCA).
+
+    ``variance`` (0 < v <= 1) picks the smallest k whose explained variance ratio sums to
+    at least v; otherwise ``n_components``. Returns (coords [n, k], ratios [k], components [k, d], mean [d]).
+    """
+    x = x.double()
+    mean = x.mean(0)
+    u, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+    ratio = s ** 2 / (s ** 2).sum()
+    if variance is not None:
+        k = int(torch.searchsorted(ratio.cumsum(0), torch.tensor(float(variance), dtype=ratio.dtype) - 1e-12)) + 1
+        k = min(k, ratio.numel())
+    else:
+        k = min(int(n_components), ratio.numel())
+    return ((x - mean) @ vt[:k].T).float(), ratio[:k].float(), vt[:k].float(), mean.float()
