@@ -353,6 +353,7 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true", help="SAERec with autocast_bf16 (SASRec stays fp32)")
     p.add_argument("--compile", action="store_true", help="SAERec with compile: True")
     p.add_argument("--saerec_config", default="{}", help="extra SAERec config as JSON")
+    p.add_argument("--config", default="{}", help="extra config for every model as JSON")
     p.add_argument("--variants", default="{}",
                    help='extra SAERec variants as JSON {"name": {config overrides}}, e.g. {"SAERec-padded": {"pack_tokens": false}}')
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation timing")
@@ -387,6 +388,7 @@ def main(argv=None):
         models.append(name)
         model_class[name] = "SAERec"
     base = shared_config(args)
+    base.update(json.loads(args.config))  # both models, e.g. the columns of a dataset without a yaml
     saerec_extra = json.loads(args.saerec_config)
     if args.bf16:
         saerec_extra["autocast_bf16"] = True
