@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import base_config, write_fake_intents, write_tiny_dataset  # noqa: E402
+from test_tune import write_tune_inputs  # noqa: E402
 
 ray = pytest.importorskip("ray")
 RAY_CLI = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -145,15 +145,7 @@ class LocalCluster:
 
 
 def write_sweep_inputs(root):
-    write_tiny_dataset(root, n_users=N_USERS)
-    write_fake_intents(os.path.join(root, "intents"))
-    cfg = base_config(root, intent_root=os.path.join(root, "intent_root"), train_batch_size=32,
-                      intents_retrieved=2, stopping_step=10)
-    for key in ("epochs", "checkpoint_dir"):
-        cfg.pop(key)
-    config_file = os.path.join(root, "base.yaml")
-    with open(config_file, "w") as f:
-        yaml.safe_dump(cfg, f)
+    config_file = write_tune_inputs(root, n_users=N_USERS, stopping_step=10)
     space = os.path.join(root, "space.yaml")
     with open(space, "w") as f:
         f.write("learning_rate: {grid: [1.0e-2, 3.0e-3]}\n")
@@ -249,9 +241,13 @@ def test_sweep_on_a_two_node_cluster(tmp_path):
         assert proc.poll() is not None and not _session_pids(proc.pid)
 
 
-def test_trials_keep_the_gpu_ray_assigns(tmp_path):
+def test_trials_keep_the_gpu_ray_assigns(tmp_path, monkeypatch):
     """Two trials x 1 logical GPU of 2: each trial's RecBole gpu_id is the GPU Ray gave it."""
     from recbole_saerec import tune as sweep
+
+    # earlier CPU runs in this process leave CUDA_VISIBLE_DEVICES="" (RecBole writes gpu_id there),
+    # and Ray refuses to announce GPUs that the variable hides
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
 
     config_file, space = write_sweep_inputs(str(tmp_path))
     with open(config_file) as f:
