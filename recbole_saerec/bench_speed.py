@@ -235,6 +235,7 @@ def shared_config(args):
     }
     if args.data_path is None:
         cfg.pop("data_path")
+    cfg.update(json.loads(args.config))  # every model, e.g. the columns of a dataset without a yaml
     return cfg
 
 
@@ -590,6 +591,7 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true", help="SAERec with autocast_bf16 (SASRec stays fp32)")
     p.add_argument("--compile", action="store_true", help="SAERec with compile: True")
     p.add_argument("--saerec_config", default="{}", help="extra SAERec config as JSON")
+    p.add_argument("--config", default="{}", help="extra config for every model as JSON")
     p.add_argument("--variants", default="{}",
                    help='extra SAERec variants as JSON {"name": {config overrides}}, e.g. {"SAERec-padded": {"pack_tokens": false}}')
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation timing")

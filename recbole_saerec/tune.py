@@ -61,6 +61,7 @@ INTENT_RUNTIME_KEYS = {"intent_dir", "intent_root", "intent_tag", "intent_autobu
 INTENT_SPEED_KEYS = {"intent_cache_dir", "intent_num_threads", "intent_encode_chunk", "intent_encode_batch_size"}
 INTENT_KEY_PREFIXES = ("sae_", "intent_", "judge_")
 TAG_ABBREV = {"sae_k": "k", "sae_n_latents": "m"}
+NODE_ID_CHARS = 8  # Ray node ids are 56 hex digits; the tables show the first 8
 
 
 # --------------------------------------------------------------------------- space
@@ -251,6 +252,7 @@ def train_trial(params, setup):
     with _argv([]):
         config, _, train_data, valid_data, _ = prepare(setup["model"], setup["dataset"], None,
                                                        trial_config(setup, params))
+        where = placement(config)  # inside _argv: the CUDA_VISIBLE_DEVICES that torch saw
     model = build_model(config, train_data)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     metric = config["valid_metric"].lower()
@@ -293,12 +295,28 @@ def train_trial(params, setup):
             "train_loss": _plain(trainer.train_loss_dict.get(epoch_idx, float("nan"))),
             "patience_stop": trainer.cur_step > trainer.stopping_step,
             "resumed_from": resumed_from,
+            **where,
         })
         with tempfile.TemporaryDirectory(prefix="saerec-ckpt-") as tmp:
             _save_trial_state(os.path.join(tmp, CKPT_FILE), trainer, epoch_idx, best)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     trainer.fit(train_data, valid_data, verbose=True, saved=False, show_progress=False, callback_fn=report)
+
+
+def placement(config):
+    """Where a trial runs: its Ray node, the GPUs Ray assigned, and what RecBole made of them.
+
+    Ray sets CUDA_VISIBLE_DEVICES to the GPU(s) it assigned to the trial; the plugin's
+    Config keeps that value as `gpu_id` instead of overwriting the variable from the
+    yaml's gpu_id (RecBole's behaviour, which would put every trial on GPU 0).
+    """
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(),
+            "ray_gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            "recbole_gpu_id": str(config["gpu_id"]), "device": str(config["device"])}
 
 
 def evaluate_best(setup, params, checkpoint):
@@ -570,17 +588,41 @@ def results_rows(setup, grid, exp_path):
         # The metric at the first ASHA rung, which every trial that ran reached: the like-for-like
         # comparison (a trial stopped there never had the chance to reach a later "best").
         at_rung = df.loc[df["epoch"] == setup["grace_period"], metric] if epochs else []
+        # every node the trial reported from, in order (a retried trial may move to another node)
+        nodes = _in_order(df["node_id"]) if epochs and "node_id" in df else []
+        gpus = _in_order(df["cuda_visible_devices"].fillna("")) if epochs and "cuda_visible_devices" in df else []
         rows.append({"trial_id": trial_id, **params, f"best_{metric}": best,
                      rung_column(setup): float(at_rung.iloc[0]) if len(at_rung) else float("nan"),
                      "best_epoch": int(df.loc[df[metric].idxmax(), "epoch"]) if epochs else 0,
                      "epochs_run": epochs, "stopped_early": stopped, "status": status,
                      "time_s": round(float(last.get("time_total_s", 0.0)), 1),
                      "resumed_from_epoch": int(last.get("resumed_from", 0) or 0),
-                     "_result": result})
+                     "nodes": ">".join(n[:NODE_ID_CHARS] for n in nodes),
+                     "gpus": ">".join(g or "-" for g in gpus), "_result": result})
     # RecBole rounds metrics to 4 decimals, so exact ties happen: the lower trial id wins, every time
     rows.sort(key=lambda r: (-r[f"best_{metric}"] if not math.isnan(r[f"best_{metric}"]) else math.inf,
                              r["trial_id"]))
     return rows
+
+
+def _in_order(values):
+    return [str(v) for v in dict.fromkeys(values)]
+
+
+def cluster_nodes(rows):
+    """The Ray nodes (alive or not) and how many trials reported from each: the node table."""
+    import ray
+
+    nodes = []
+    for n in ray.nodes():
+        short = n["NodeID"][:NODE_ID_CHARS]
+        nodes.append({"node": short, "node_id": n["NodeID"], "name": n.get("NodeName", ""),
+                      "address": f"{n.get('NodeManagerAddress', '')}:{n.get('NodeManagerPort', '')}",
+                      "head": bool(n.get("Resources", {}).get("node:__internal_head__")),
+                      "cpus": n.get("Resources", {}).get("CPU", 0), "gpus": n.get("Resources", {}).get("GPU", 0),
+                      "alive": bool(n.get("Alive")),
+                      "trials": sum(short in r["nodes"].split(">") for r in rows)})
+    return nodes
 
 
 def rung_column(setup):
@@ -689,9 +731,10 @@ def write_outputs(setup, grid, exp_path, out=None, run_test=True, wall_s=None):
     target = exp_path if local_exp else tempfile.mkdtemp(prefix="saerec-tune-")
     columns = ["trial_id", *setup["swept"], f"best_{metric}", rung_column(setup), "best_epoch", "epochs_run",
                "stopped_early",
-               "status", "time_s", "resumed_from_epoch"]
+               "status", "time_s", "resumed_from_epoch", "nodes", "gpus"]
+    nodes = cluster_nodes(rows)
     summary = {"experiment": exp_path, "metric": metric, "finished": finished, "n_trials": len(rows), "wall_s": wall_s,
-               "rows": [{c: r[c] for c in columns} for r in rows]}
+               "rows": [{c: r[c] for c in columns} for r in rows], "nodes": nodes}
     best = next((r for r in rows if r["epochs_run"] > 0 and r["_result"].checkpoint), None)
     files = {"csv": "results.csv", "md": "results.md", "yaml": "best.yaml", "test": "best_test.json",
              "png": "metric_vs_params.png"}
@@ -726,6 +769,11 @@ def write_outputs(setup, grid, exp_path, out=None, run_test=True, wall_s=None):
         header += [f"**Interrupted**: some trials did not finish. Resume with "
                    f"`python -m recbole_saerec.tune --resume --storage_path={setup.get('storage_path')} "
                    f"--name={setup.get('name')}`", ""]
+    header += ["Ray nodes (`nodes`/`gpus` columns below: the nodes a trial reported from, and the "
+               "CUDA_VISIBLE_DEVICES it ran with, in order):", "",
+               "| node | name | address | head | CPUs | GPUs | alive | trials |", "|---|---|---|---|---|---|---|---|"]
+    header += [f"| {n['node']} | {n['name']} | {n['address']} | {'yes' if n['head'] else 'no'} | {n['cpus']:g} | "
+               f"{n['gpus']:g} | {'yes' if n['alive'] else 'no'} | {n['trials']} |" for n in nodes] + [""]
     write_table(rows, columns, os.path.join(target, files["csv"]), os.path.join(target, files["md"]), header,
                 metric_columns=(f"best_{metric}", rung_column(setup)))
     with open(os.path.join(target, "summary.json"), "w", encoding="utf-8") as f:

@@ -35,16 +35,21 @@ def local_ray():
 @pytest.fixture(scope="module")
 def tune_data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("tune"))
-    write_tiny_dataset(root, n_users=N_USERS)
+    return root, write_tune_inputs(root)
+
+
+def write_tune_inputs(root, n_users=N_USERS, **overrides):
+    """Tiny data + hand-made intents under `root`, and the sweep's fixed keys as `root`/base.yaml."""
+    write_tiny_dataset(root, n_users=n_users)
     write_fake_intents(os.path.join(root, "intents"))
     cfg = base_config(root, intent_root=os.path.join(root, "intent_root"), state="ERROR",
-                      train_batch_size=32, intents_retrieved=2)
+                      train_batch_size=32, intents_retrieved=2, **overrides)
     for key in ("epochs", "checkpoint_dir"):
         cfg.pop(key)
     config_file = os.path.join(root, "base.yaml")
     with open(config_file, "w") as f:
         yaml.safe_dump(cfg, f)
-    return root, config_file
+    return config_file
 
 
 def write_space(path, text):
