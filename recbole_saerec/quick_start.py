@@ -62,7 +62,7 @@ def ensure_guided(config, dataset):
     """
     if not getattr(get_model(config["model"]), "needs_guided", False) or config["guided_path"]:
         return
-    from recbole_saerec.guided import build_guided
+    from recbole_saerec.intents.guided import build_guided
 
     path = os.path.abspath(build_guided(config, list(dataset.field2id_token[dataset.iid_field][1:]))["path"])
     config["guided_path"] = path

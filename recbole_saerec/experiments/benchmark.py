@@ -1,6 +1,6 @@
 """Side-by-side benchmark: many models, one dataset, one protocol, several seeds.
 
-    python -m recbole_saerec.benchmark --dataset=amazon-beauty \\
+    python -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty \\
         --models=SAERec,SASRec,SASRec-CE,BERT4Rec,GRU4Rec,Caser,BPR --seeds=3 \\
         --out=docs/results/beauty --budget_epochs=20 [--config_files="a.yaml b.yaml"] [--key=value ...]
 
@@ -37,7 +37,7 @@ import yaml
 
 from recbole_saerec import quick_start
 
-BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties", "benchmark")
+BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties", "benchmark")
 RUNS = "runs"
 METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "P"}
 # Defaults every benchmark run gets (the command line and --config_files still win).
@@ -129,7 +129,7 @@ def versions():
     out = {"python": platform.python_version(), "torch": torch.__version__, "recbole": recbole.__version__,
            "numpy": np.__version__, "scipy": scipy.__version__, "recbole_saerec": recbole_saerec.__version__}
     try:
-        root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10)

@@ -1,6 +1,6 @@
 """RecSAE probe: interpret and steer any trained RecBole model with a TopK sparse autoencoder.
 
-    python -m recbole_saerec.probe --checkpoint=saved/SASRec-....pth [--latents_mult 16] [--k 8] [--out dir]
+    python -m recbole_saerec.analysis.probe --checkpoint=saved/SASRec-....pth [--latents_mult 16] [--k 8] [--out dir]
 
 After RecSAE (Wang et al., "RecSAE: interpreting sequential recommendation
 models with sparse autoencoders"; METHOD.md, "RecSAE"). The recommender is
@@ -141,7 +141,7 @@ class Adapter:
         if not captured:
             raise UnsupportedModelError(
                 f"{type(self.model).__name__}.full_sort_predict never called {self.method}(); the probe reads "
-                f"the representation there. Add an adapter for this model in recbole_saerec/probe.py.")
+                f"the representation there. Add an adapter for this model in recbole_saerec/analysis/probe.py.")
         rep = self.case_rows(captured[-1], interaction)
         self.check(rep, interaction)
         return scores.view(rep.shape[0], -1), rep
@@ -164,7 +164,7 @@ class SequentialAdapter(Adapter):
             raise UnsupportedModelError(
                 f"{type(self.model).__name__}.forward returns shape {tuple(rep.shape)}, not [batch, d]: the "
                 f"probe needs the last position's state (models like BERT4Rec gather it inside "
-                f"full_sort_predict; add an adapter in recbole_saerec/probe.py).")
+                f"full_sort_predict; add an adapter in recbole_saerec/analysis/probe.py).")
 
     def item_matrix(self, interaction):
         forward = self.model.forward
@@ -849,7 +849,7 @@ def _bool(v):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m recbole_saerec.probe", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m recbole_saerec.analysis.probe", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a RecBole or plugin checkpoint (.pth)")
     parser.add_argument("--latents_mult", type=int, default=16, help="SAE latents = this x the model dimension")
@@ -894,7 +894,7 @@ def main(argv=None):
         text_fields=args.text_fields.split(",") if args.text_fields else None, lm_concept=args.lm_concept,
         judge_options={k: v for k in ("judge_backend", "judge_model", "judge_base_url")
                        if (v := getattr(args, k)) is not None},
-        progress=args.progress, command="python -m recbole_saerec.probe " + " ".join(argv or sys.argv[1:]))
+        progress=args.progress, command="python -m recbole_saerec.analysis.probe " + " ".join(argv or sys.argv[1:]))
     summary = {key: metrics[key] for key in ("concepts", "similarity", "quality")}
     summary["tuning"] = metrics["tuning"]["summary"]
     print(json.dumps(summary, indent=1))
