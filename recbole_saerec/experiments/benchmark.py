@@ -164,20 +164,21 @@ def log(msg):
 
 # ----------------------------------------------------------------------------- per-user metrics
 def per_user_from_topk(topk_matrix, ks):
-    """Per-user Hit@K and NDCG@K from RecBole's `rec.topk` rows (top-K hit flags + number of positives).
+    """Per-user Hit@K and NDCG@K from RecBole's `rec.topk` rows (top-K hit flags + number of positives),
+    computed by RecBole's own metric classes (``metric_info`` is their per-user row, before the mean)."""
+    from recbole.evaluator.metrics import NDCG, Hit
 
-    Same formulas as recbole.evaluator.metrics.Hit / NDCG, before their mean over users.
-    """
+    from recbole_saerec.config import Config
+
+    Config.compatibility_settings(None)  # RecBole's NDCG uses np.float: the numpy-2-safe aliases
     topk_matrix = np.asarray(topk_matrix)
-    hits, pos_len = topk_matrix[:, :-1].astype(bool), topk_matrix[:, -1].astype(np.int64)
-    discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
-    dcg = np.cumsum(np.where(hits, discounts, 0.0), axis=1)
-    ideal = np.cumsum(discounts)
+    pos_index, pos_len = topk_matrix[:, :-1].astype(bool), topk_matrix[:, -1].astype(np.int64)
+    hit = Hit.metric_info(None, pos_index)
+    ndcg = NDCG.metric_info(None, pos_index, pos_len)
     out = {}
     for k in ks:
-        out[f"hit@{k}"] = hits[:, :k].any(axis=1).astype(np.float64)
-        idcg = ideal[np.clip(np.minimum(pos_len, k), 1, None) - 1]
-        out[f"ndcg@{k}"] = dcg[:, k - 1] / idcg
+        out[f"hit@{k}"] = hit[:, k - 1].astype(np.float64)
+        out[f"ndcg@{k}"] = ndcg[:, k - 1].astype(np.float64)
     return out
 
 
