@@ -371,31 +371,19 @@ class Benchmark:
 
     # -- intents needed by the variants, built once per artefact directory
     def ensure_intents(self, plan):
-        from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir, shared_cache_dir
+        """Build the artefacts each intent-reading variant needs, once per artefact directory."""
+        from recbole_saerec.artefacts import resolve_intent_dir
         from recbole_saerec.config import Config
         from recbole_saerec.utils import get_model
 
         built = set()
-        for _run_id, variant, seed, cfg in plan:
+        for _run_id, variant, _seed, cfg in plan:
             if not getattr(get_model(variant["model"]), "needs_intents", False):
                 continue
             config = Config(model=variant["model"], dataset=self.dataset,
                             config_file_list=self.config_files or None, config_dict=cfg)
-            intent_dir = resolve_intent_dir(config)
-            if intent_dir in built or os.path.isfile(os.path.join(intent_dir, MANIFEST)):
-                built.add(intent_dir)
-                continue
-            if not config["intent_autobuild"]:
-                continue  # the model reports what is missing
-            if not config["intent_cache_dir"] and not config["intent_dir"]:
-                # noIde then filters the very same SAE latents as SAERec, KMeans-Intent
-                # clusters the very same embeddings -- only the studied part differs
-                config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], self.dataset)
-            log(f"building intents for {variant['name']} in {intent_dir} (cache {config['intent_cache_dir']})")
-            from recbole_saerec.intents.build import build_intents
-
-            build_intents(config, intent_dir=intent_dir)
-            built.add(intent_dir)
+            if resolve_intent_dir(config) not in built:
+                built.add(quick_start.ensure_intents(config, shared_cache=True))
 
     # -- search on the first seed, VALID metric only
     def select(self, variant):
