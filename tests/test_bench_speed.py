@@ -3,11 +3,12 @@ import csv
 import json
 
 from recbole_saerec.experiments import speed as bench_speed
+from recbole_saerec.experiments.speed import cli as speed_cli  # main looks shared_config up here
 
 
 def test_tiny_run_times_both_models_on_the_same_batches_and_writes_its_files(tiny_root, tmp_path, monkeypatch):
     shared = bench_speed.shared_config
-    monkeypatch.setattr(bench_speed, "shared_config",  # the tiny .inter needs its timestamp column loaded
+    monkeypatch.setattr(speed_cli, "shared_config",  # the tiny .inter needs its timestamp column loaded
                         lambda args: dict(shared(args), load_col={"inter": ["user_id", "item_id", "timestamp"]}))
     out = tmp_path / "out"
     report = bench_speed.main(["--dataset=tiny", f"--data_path={tiny_root}", "--steps=2", "--warmup=1", "--rounds=2",
