@@ -1,0 +1,79 @@
+"""Input form ``iclrec``: the ICLRec/S3-Rec/P5 sequence file + datamaps.json, item text from RecBole's item file."""
+import csv
+import json
+import os
+
+from recbole_saerec.data.prepare_amazon.lines import _decode, clean_text, iter_lines, join_categories, open_text, to_float
+from recbole_saerec.data.prepare_amazon.schema import PrepareError
+
+
+def read_iclrec(seq_path, maps_path, bad, show_progress=True):
+    """ICLRec sequences -> rows with position timestamps, ids mapped to reviewerID/ASIN."""
+    try:
+        with open_text(maps_path) as f:
+            maps = json.load(f)
+        id2user, id2item = maps["id2user"], maps["id2item"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PrepareError(f"{maps_path}: cannot read P5 datamaps (need 'id2user' and 'id2item'): {exc}") from exc
+    rows, seen_users = [], {}
+    for lineno, line in iter_lines(seq_path, show_progress, desc=f"sequences {os.path.basename(seq_path)}"):
+        text = _decode(line, seq_path, lineno, bad)
+        if text is None or not text.strip():
+            continue
+        toks = text.split()
+        if len(toks) < 2:
+            bad(seq_path, lineno, "expected 'user_id item_id [item_id ...]'")
+            continue
+        uid, items = toks[0], toks[1:]
+        if uid not in id2user:
+            bad(seq_path, lineno, f"user id {uid} is not in datamaps.json id2user")
+            continue
+        unknown = [i for i in items if i not in id2item]
+        if unknown:
+            bad(seq_path, lineno, f"item id(s) {', '.join(unknown[:5])} not in datamaps.json id2item")
+            continue
+        if uid in seen_users:
+            bad(seq_path, lineno, f"user id {uid} already has a sequence (line {seen_users[uid]})")
+            continue
+        seen_users[uid] = lineno
+        user = id2user[uid]
+        for pos, iid in enumerate(items, 1):
+            rows.append({"user": user, "item": id2item[iid], "time": float(pos), "line": lineno,
+                         "rating": None, "review_text": "", "summary": ""})
+    return rows
+
+
+def read_recbole_item_file(path, wanted, bad):
+    """RecBole atomic item file keyed by ASIN (title, brand, categories, price...)."""
+    meta = {}
+    with open_text(path) as f:
+        reader = csv.reader(f, delimiter="\t")
+        try:
+            header = [h.split(":")[0] for h in next(reader)]
+        except StopIteration:
+            return meta
+        if "item_id" not in header:
+            raise PrepareError(f"{path}:1: header has no item_id column: {header}")
+        col = {name: i for i, name in enumerate(header)}
+        for row in reader:
+            lineno = reader.line_num
+            if not row:
+                continue
+            if len(row) != len(header):
+                bad(path, lineno, f"{len(row)} fields, header has {len(header)}")
+                continue
+            asin = row[col["item_id"]].strip()
+            if asin not in wanted or asin in meta:
+                continue
+
+            def get(name):
+                return row[col[name]] if name in col else ""
+
+            meta[asin] = {
+                "title": clean_text(get("title")),
+                "brand": clean_text(get("brand")),
+                "categories": join_categories(get("categories")),
+                "price": to_float(get("price")),
+                "description": clean_text(get("description")),
+            }
+    return meta
