@@ -36,7 +36,7 @@ RULES = {
     # --- overall.yaml: protocol and training ---
     "eval_args": ANY, "metrics": ANY, "topk": ANY, "valid_metric": ANY,
     "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
-    "protocol": ("clean", "authors_leaky"),
+    "protocol": ("clean", "authors_leaky"), "encoding": ANY,
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
     "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
     "intent_root": ANY, "intent_tag": ANY, "intent_dir": ANY, "intent_autobuild": ANY,

@@ -1,12 +1,14 @@
-"""Model and trainer lookup (the plugin's own first, then every RecBole one), and the run record."""
+"""Model and trainer lookup (the plugin's own first, then every RecBole one), the run record, config values."""
 import importlib
 import importlib.util
 import os
 import platform
 import subprocess
 
-from recbole.utils import ModelType
-from recbole.utils import get_trainer as recbole_get_trainer
+
+# RecBole is imported where it is used, not here: `setting` (below) is read by the offline
+# pipeline and the data checks, and importing this module must not pull RecBole (and its
+# model zoo) into them.
 
 # RecBole's model packages, searched in this order. `exlib_recommender` comes last:
 # importing it imports lightgbm and xgboost, which most users do not install, and
@@ -79,6 +81,8 @@ def get_trainer(model_type, model_name):
     if model_name in PLUGIN_MODELS:
         base = getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name + "Trainer", None)
     if base is None:
+        from recbole.utils import get_trainer as recbole_get_trainer
+
         base = recbole_get_trainer(model_type, model_name)
     return with_checkpoint_fix(base)
 
@@ -160,4 +164,51 @@ def run_environment(device=None, label=None):
     return {"versions": _versions(), "machine": _machine(device, label)}
 
 
-__all__ = ["get_model", "get_trainer", "plugin_model_names", "run_environment", "ModelType"]
+# ---------------------------------------------------------------------------- config values
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
+
+
+def setting(config, key):
+    """``config[key]``: the value the yaml layers (or the user) gave it. Defaults live in the yaml only.
+
+    A key the config does not hold is an error, never a silent inline default: the
+    message names the plugin yaml that declares it (a config built without that
+    layer, e.g. a plain dict) or says where a new key must be declared.
+    """
+    try:
+        present = key in config
+    except TypeError:  # RecBole's Config only takes str keys; anything else is not a config
+        present = False
+    if not present:
+        raise KeyError(_missing_setting(key))
+    return config[key]
+
+
+def _missing_setting(key):
+    import glob
+    import re
+
+    pattern = re.compile(rf"^{re.escape(key)}\s*:", re.M)
+    declared = []
+    for path in sorted(glob.glob(os.path.join(PROPERTIES_DIR, "*.yaml"))
+                       + glob.glob(os.path.join(PROPERTIES_DIR, "*", "*.yaml"))):
+        with open(path, encoding="utf-8") as f:
+            if pattern.search(f.read()):
+                declared.append(os.path.relpath(path, os.path.dirname(os.path.dirname(PROPERTIES_DIR))))
+    if declared:
+        return (f"config key '{key}' is missing: its default is declared in {', '.join(declared)}, which this "
+                f"config did not load (build it with recbole_saerec.config.Config, or set '{key}').")
+    return (f"config key '{key}' is missing and no yaml declares it: add '{key}: <default>  # (type) meaning' to "
+            f"recbole_saerec/properties/overall.yaml (every model) or properties/model/<Model>.yaml, and a rule "
+            f"to config_check.RULES.")
+
+
+def __getattr__(name):
+    if name == "ModelType":  # kept in the API, imported on first use
+        from recbole.utils import ModelType
+
+        return ModelType
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["get_model", "get_trainer", "plugin_model_names", "run_environment", "setting", "ModelType"]

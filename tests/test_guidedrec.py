@@ -4,9 +4,11 @@ import os
 import numpy as np
 import pytest
 import torch
+import yaml
 from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config, seed_all
+from recbole_saerec.config import PROPERTIES_DIR as PROPERTIES
 from recbole_saerec.config import Config
 from recbole_saerec.intents.guided import build_guided, derived_fields, fill_template
 from recbole_saerec.model.layers import pca_reduce
@@ -45,7 +47,10 @@ def test_templates_and_derived_fields():
     rows = {str(i): {"price": str(p), "categories": f"Beauty | Makeup | {c}", "title": t, "release_year": "1995"}
             for i, (p, c, t) in enumerate([(1, "Nails", "OPI nail polish for women"), (5, "Eyes", "travel mascara"),
                                            (50, "Nails", "gel"), (20, "Face", "oily skin SPF")])}
-    derived_fields({"guided_price_bands": ["low", "high"], "guided_use_words": ["women", "travel", "oily"],
+    # the yaml's defaults (the only ones: derived_fields reads every key with utils.setting) + the test's
+    with open(os.path.join(PROPERTIES, "model", "GuidedRec.yaml"), encoding="utf-8") as f:
+        defaults = yaml.safe_load(f)
+    derived_fields({**defaults, "guided_price_bands": ["low", "high"], "guided_use_words": ["women", "travel", "oily"],
                     "guided_text_fields": ["title"]}, rows)
     assert [rows[k]["price_band"] for k in "0123"] == ["low", "low", "high", "high"]
     assert rows["0"]["categories"] == "Nails" and rows["1"]["categories"] == "Eyes"  # shared levels dropped

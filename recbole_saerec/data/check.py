@@ -12,6 +12,8 @@ import math
 import os
 from logging import getLogger
 
+from recbole_saerec.utils import setting
+
 
 class DatasetFilesMissingError(FileNotFoundError):
     """The configured dataset's atomic files are missing."""
@@ -21,12 +23,12 @@ def expected_files(config):
     """Atomic files RecBole will need for this config: [(role, absolute path)]."""
     dataset = config["dataset"]
     data_path = config["data_path"]  # RecBole has already joined <data_path>/<dataset>
-    benchmark = config["benchmark_filename"] if "benchmark_filename" in config else None
+    benchmark = setting(config, "benchmark_filename")
     if benchmark:
         files = [(f"inter ({part})", os.path.join(data_path, f"{dataset}.{part}.inter")) for part in benchmark]
     else:
         files = [("inter", os.path.join(data_path, f"{dataset}.inter"))]
-    load_col = config["load_col"] if "load_col" in config else None
+    load_col = setting(config, "load_col")
     if isinstance(load_col, dict):
         for source in load_col:
             if source != "inter":
@@ -72,14 +74,6 @@ MAX_REPORTED = 10
 
 class AtomicFileError(ValueError):
     """An atomic file's contents would load silently wrong (missing fields, bad numbers, duplicates)."""
-
-
-def _get(config, key, default):
-    try:
-        value = config[key]
-    except KeyError:
-        return default
-    return default if value is None else value
 
 
 def _finite_float(text):
@@ -134,14 +128,14 @@ def check_atomic_file(path, config, role="inter"):
     numbers; user/item ids are non-empty; exact duplicate interactions (same user, item and
     time) are counted and handled by ``inter_duplicates``.
     """
-    sep = _get(config, "field_separator", "\t")
-    seq_sep = _get(config, "seq_separator", " ")
-    header, rows = read_atomic_rows(path, sep, _get(config, "encoding", "utf-8"))
-    load_col = _get(config, "load_col", None)
+    sep = setting(config, "field_separator")
+    seq_sep = setting(config, "seq_separator")
+    header, rows = read_atomic_rows(path, sep, setting(config, "encoding"))
+    load_col = setting(config, "load_col")
     wanted = load_col.get(role) if isinstance(load_col, dict) else None
     names = [n for n, _ in header]
-    time_field = _get(config, "TIME_FIELD", "timestamp")
-    id_fields = {_get(config, "USER_ID_FIELD", "user_id"), _get(config, "ITEM_ID_FIELD", "item_id")}
+    time_field = setting(config, "TIME_FIELD")
+    id_fields = {setting(config, "USER_ID_FIELD"), setting(config, "ITEM_ID_FIELD")}
     checked = [(i, n, t) for i, (n, t) in enumerate(header) if wanted is None or n in wanted]
     key_cols = [names.index(f) for f in (*sorted(id_fields), time_field) if f in names] if role == "inter" else []
     problems, n_problems, n_rows = [], 0, 0
@@ -186,7 +180,7 @@ def check_atomic_file(path, config, role="inter"):
 
 def check_atomic_files(config):
     """Check every atomic file the config loads; handle exact duplicate interactions per ``inter_duplicates``."""
-    mode = _get(config, "inter_duplicates", "error")
+    mode = setting(config, "inter_duplicates")
     for role, path in expected_files(config):
         source = "inter" if role.startswith("inter") else role
         duplicates = check_atomic_file(path, config, source)["exact_duplicates"]
@@ -200,7 +194,7 @@ def check_atomic_files(config):
                                   "valid/test). Remove them, or set inter_duplicates: drop (keep the first of "
                                   "each user-item pair, RecBole's rm_dup_inter: first) or keep.")
         if mode == "drop":
-            if not _get(config, "rm_dup_inter", None):
+            if not setting(config, "rm_dup_inter"):
                 config["rm_dup_inter"] = "first"
             getLogger().warning(f"{what}: dropped (rm_dup_inter={config['rm_dup_inter']}).")
         else:

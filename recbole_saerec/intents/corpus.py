@@ -33,6 +33,8 @@ from logging import getLogger
 import numpy as np
 import pandas as pd
 
+from recbole_saerec.utils import setting
+
 CORPUS_MODES = ("auto", "reviews", "items", "both")
 
 
@@ -75,6 +77,8 @@ class Corpus:
 
 
 def _cfg(config, key, default=None):
+    # DEPRECATED: an inline default beside the yaml's. Read values with utils.setting; this stays
+    # only while intents/judge.py and intents/build.py still import it (issue 16).
     try:
         value = config[key]
     except (KeyError, TypeError):
@@ -154,12 +158,17 @@ def _missing_fields_error(kind, path, key, wanted, header):
     )
 
 
+def _file_format(config):
+    """(field separator, encoding) of the atomic files: RecBole's sample.yaml and the plugin's overall.yaml."""
+    return setting(config, "field_separator"), setting(config, "encoding")
+
+
 def _present_fields(kind, path, key, wanted, config):
-    sep = _cfg(config, "field_separator", "\t")
+    sep, enc = _file_format(config)
     if not os.path.isfile(path):
         raise CorpusError(f"intent corpus ({kind}): {path} does not exist. Fix: provide it, or choose "
                           f"another source with --intent_corpus=items|reviews.")
-    header = read_atomic_header(path, sep, _cfg(config, "encoding", "utf-8"))
+    header = read_atomic_header(path, sep, enc)
     present = [f for f in wanted if f in header]
     if not present:
         raise _missing_fields_error(kind, path, key, wanted, header)
@@ -172,17 +181,17 @@ def _present_fields(kind, path, key, wanted, config):
 def _has_any(path, fields, config):
     if not fields or not os.path.isfile(path):
         return False
-    header = read_atomic_header(path, _cfg(config, "field_separator", "\t"), _cfg(config, "encoding", "utf-8"))
+    header = read_atomic_header(path, *_file_format(config))
     return any(f in header for f in fields)
 
 
 def resolve_mode(config):
     """Which source ``intent_corpus`` means for this dataset (``auto`` decided by the .inter header)."""
-    mode = str(_cfg(config, "intent_corpus", "auto")).lower()
+    mode = str(setting(config, "intent_corpus")).lower()
     if mode not in CORPUS_MODES:
         raise CorpusError(f"intent_corpus={mode!r}: choose one of {CORPUS_MODES}.")
     if mode == "auto":
-        review_fields = _as_list(_cfg(config, "intent_review_text_fields", []))
+        review_fields = _as_list(setting(config, "intent_review_text_fields"))
         mode = "reviews" if _has_any(atomic_path(config, "inter"), review_fields, config) else "items"
     return mode
 
@@ -191,9 +200,9 @@ def item_texts(config, item_tokens):
     """item token -> text, for the dataset's items that have any (raw ``.item`` file)."""
     path = atomic_path(config, "item")
     key = "intent_item_text_fields"
-    fields = _present_fields("items", path, key, _as_list(_cfg(config, key, [])), config)
+    fields = _present_fields("items", path, key, _as_list(setting(config, key)), config)
     iid = config["ITEM_ID_FIELD"]
-    df = read_atomic(path, [iid] + fields, _cfg(config, "field_separator", "\t"), _cfg(config, "encoding", "utf-8"))
+    df = read_atomic(path, [iid] + fields, *_file_format(config))
     wanted = set(item_tokens)
     out = {}
     for row in df.itertuples(index=False):
@@ -230,10 +239,9 @@ def review_entries(config, dataset, leaky=False):
     """[(user token, item token, text)] of training interactions with review text, and counts."""
     path = atomic_path(config, "inter")
     key = "intent_review_text_fields"
-    fields = _present_fields("reviews", path, key, _as_list(_cfg(config, key, [])), config)
+    fields = _present_fields("reviews", path, key, _as_list(setting(config, key)), config)
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-    df = read_atomic(path, [uid, iid] + fields, _cfg(config, "field_separator", "\t"),
-                     _cfg(config, "encoding", "utf-8"))
+    df = read_atomic(path, [uid, iid] + fields, *_file_format(config))
     all_pairs, held = split_pairs(dataset)
     out, n_held, n_unknown, n_empty = [], 0, 0, 0
     for row in df.itertuples(index=False):
@@ -260,12 +268,12 @@ def build_corpus(config, dataset):
     ``dataset`` must be a fresh ``create_dataset(config)`` result; with reviews it is
     built (split) here.
     """
-    requested = str(_cfg(config, "intent_corpus", "auto")).lower()
+    requested = str(setting(config, "intent_corpus")).lower()
     mode = resolve_mode(config)
     item_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
     rows, stats = [], {"mode": mode}
     if mode in ("reviews", "both"):
-        reviews, rstats = review_entries(config, dataset, leaky=bool(_cfg(config, "intent_corpus_leaky", False)))
+        reviews, rstats = review_entries(config, dataset, leaky=bool(setting(config, "intent_corpus_leaky")))
         rows += reviews
         stats.update(rstats)
         if not reviews and requested == "auto":  # review columns exist but are empty (e.g. item-text-only data)
@@ -279,7 +287,7 @@ def build_corpus(config, dataset):
         raise CorpusError(
             f"intent corpus ({mode}) for dataset '{config['dataset']}' is empty: no item/interaction of the "
             f"dataset has text in {atomic_path(config, 'item' if mode == 'items' else 'inter')} (fields "
-            f"{_cfg(config, 'intent_item_text_fields' if mode == 'items' else 'intent_review_text_fields')}). "
+            f"{setting(config, 'intent_item_text_fields' if mode == 'items' else 'intent_review_text_fields')}). "
             "Fix: point intent_item_text_fields / intent_review_text_fields at non-empty columns."
         )
     index, texts, entry_text = {}, [], []

@@ -37,6 +37,7 @@ import torch
 from filelock import FileLock
 
 from recbole_saerec.artefacts import atomic_path, file_sha256
+from recbole_saerec.utils import setting
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 BF16_MIN_COS = 0.999
@@ -169,21 +170,15 @@ class TextEncoder:
 
 
 def make_encoder(config):
-    """The TextEncoder the config names (``intent_encoder*`` keys)."""
-    def get(key, default):
-        try:
-            value = config[key]
-        except KeyError:
-            return default
-        return default if value is None else value
-
-    layer = get("intent_encoder_layer", None)
-    return TextEncoder(name=get("intent_encoder", DEFAULT_ENCODER), layer=None if layer is None else int(layer),
-                       pooling=get("intent_pooling", "mean"), normalize=get("intent_normalize", True),
-                       bf16=get("intent_encode_bf16", True), batch_size=get("intent_encode_batch_size", 32),
-                       max_length=get("intent_max_length", 256),
-                       device=get("intent_device", None) or ("cuda" if torch.cuda.is_available()
-                                                             and get("use_gpu", True) else "cpu"))
+    """The TextEncoder the config names (``intent_encoder*`` keys, ``intent_device``; overall.yaml)."""
+    layer = setting(config, "intent_encoder_layer")
+    device = setting(config, "intent_device") or ("cuda" if torch.cuda.is_available() and setting(config, "use_gpu")
+                                                  else "cpu")
+    return TextEncoder(name=setting(config, "intent_encoder"), layer=None if layer is None else int(layer),
+                       pooling=setting(config, "intent_pooling"), normalize=setting(config, "intent_normalize"),
+                       bf16=setting(config, "intent_encode_bf16"),
+                       batch_size=setting(config, "intent_encode_batch_size"),
+                       max_length=setting(config, "intent_max_length"), device=device)
 
 
 def cache_key(texts, encoder, chunk_size):

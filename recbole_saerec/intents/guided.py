@@ -43,7 +43,9 @@ import numpy as np
 import torch
 
 from recbole_saerec.artefacts import GUIDED_FORMAT_VERSION, guided_file, items_sha1, save_tensor_file_atomic
-from recbole_saerec.intents.corpus import _as_list, _cfg, atomic_path, clean_value, read_atomic, read_atomic_header
+from recbole_saerec.intents.corpus import (_as_list, _file_format, atomic_path, clean_value, read_atomic,
+                                           read_atomic_header)
+from recbole_saerec.utils import setting
 
 _FIELD = re.compile(r"\{([^{}]+)\}")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
@@ -57,8 +59,8 @@ def _split_levels(value):
 
 def derived_fields(config, rows):
     """Add ``price_band``, ``year_band``, ``use_words`` and the trimmed ``categories`` to each row (in place)."""
-    price_field = _cfg(config, "guided_price_field", "price")
-    bands = _as_list(_cfg(config, "guided_price_bands", ["budget", "affordable", "mid-range", "premium", "luxury"]))
+    price_field = setting(config, "guided_price_field")
+    bands = _as_list(setting(config, "guided_price_bands"))
     prices = {}
     for tok, row in rows.items():
         try:
@@ -71,14 +73,14 @@ def derived_fields(config, rows):
         edges = np.quantile(np.array(list(prices.values())), np.linspace(0, 1, len(bands) + 1)[1:-1])
         for tok, p in prices.items():
             rows[tok]["price_band"] = bands[int(np.searchsorted(edges, p, side="right"))]
-    year_field = _cfg(config, "guided_year_field", "release_year")
+    year_field = setting(config, "guided_year_field")
     for row in rows.values():
         m = re.search(r"(1[89]|20)\d\d", row.get(year_field, ""))
         if m:
             row["year_band"] = f"{m.group(0)[:3]}0s"
-    lexicon = [w.lower() for w in _as_list(_cfg(config, "guided_use_words", []))]
-    text_fields = _as_list(_cfg(config, "guided_text_fields", []))
-    max_words = int(_cfg(config, "guided_max_use_words", 6))
+    lexicon = [w.lower() for w in _as_list(setting(config, "guided_use_words"))]
+    text_fields = _as_list(setting(config, "guided_text_fields"))
+    max_words = int(setting(config, "guided_max_use_words"))
     if lexicon:
         single = {w for w in lexicon if " " not in w}
         phrases = [w for w in lexicon if " " in w]
@@ -88,7 +90,7 @@ def derived_fields(config, rows):
             found += [w for w in _WORD.findall(text) if w in single]
             row["use_words"] = ", ".join(list(dict.fromkeys(found))[:max_words])
     if any("categories" in row for row in rows.values()):
-        max_share = float(_cfg(config, "guided_category_max_share", 0.5))
+        max_share = float(setting(config, "guided_category_max_share"))
         levels = {tok: _split_levels(row.get("categories", "")) for tok, row in rows.items()}
         counts = {}
         for lv in levels.values():
@@ -117,7 +119,7 @@ def item_rows(config, item_tokens):
     if not os.path.isfile(path):
         getLogger().warning(f"GuidedRec: no {path}; every guided attribute is empty")
         return rows
-    sep, enc = _cfg(config, "field_separator", "\t"), _cfg(config, "encoding", "utf-8")
+    sep, enc = _file_format(config)
     columns = list(read_atomic_header(path, sep, enc))
     iid = config["ITEM_ID_FIELD"]
     df = read_atomic(path, columns, sep, enc)
@@ -142,7 +144,7 @@ def fill_missing(config, rows, texts, templates, cache_dir):
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             cache = {r["key"]: r["answer"] for r in map(json.loads, f)}
-    fields = _as_list(_cfg(config, "guided_text_fields", [])) or ["title"]
+    fields = _as_list(setting(config, "guided_text_fields")) or ["title"]
     with open(path, "a", encoding="utf-8") as out:
         for tok, row in rows.items():
             source = ". ".join(row.get(f, "") for f in fields if row.get(f, ""))
@@ -166,14 +168,14 @@ def fill_missing(config, rows, texts, templates, cache_dir):
 
 def attribute_texts(config, item_tokens, cache_dir=None):
     """(attribute names kept, {token: {name: text or None}}, fill model or None)."""
-    templates = dict(_cfg(config, "guided_templates", {}) or {})
+    templates = dict(setting(config, "guided_templates") or {})
     if not templates:
         raise ValueError("GuidedRec: guided_templates is empty; name at least one attribute template.")
     rows = item_rows(config, item_tokens)
     derived_fields(config, rows)
     texts = {tok: {name: fill_template(t, row) for name, t in templates.items()} for tok, row in rows.items()}
     fill_model = None
-    if _cfg(config, "guided_fill", False):
+    if setting(config, "guided_fill"):
         texts, fill_model = fill_missing(config, rows, texts, templates, cache_dir)
     kept = []
     for name in templates:
@@ -191,12 +193,12 @@ def attribute_texts(config, item_tokens, cache_dir=None):
 
 # ---------------------------------------------------------------------------- encoding + cache
 def encoder_spec(config):
-    name = _cfg(config, "guided_encoder", None) or _cfg(config, "intent_encoder", "all-MiniLM-L6-v2")
-    layer = _cfg(config, "intent_encoder_layer", None)
+    name = setting(config, "guided_encoder") or setting(config, "intent_encoder")
+    layer = setting(config, "intent_encoder_layer")
     return {"encoder": str(name), "layer": None if layer is None else int(layer),
-            "pooling": _cfg(config, "intent_pooling", "mean"), "normalize": bool(_cfg(config, "intent_normalize", True)),
-            "max_length": int(_cfg(config, "intent_max_length", 256)),
-            "bf16": bool(_cfg(config, "guided_encode_bf16", False))}
+            "pooling": setting(config, "intent_pooling"), "normalize": bool(setting(config, "intent_normalize")),
+            "max_length": int(setting(config, "intent_max_length")),
+            "bf16": bool(setting(config, "guided_encode_bf16"))}
 
 
 def build_guided(config, item_tokens, encoder=None):
@@ -208,7 +210,7 @@ def build_guided(config, item_tokens, encoder=None):
     saved in (the artefact GuidedRec reads). A build with the same fingerprint is reused.
     """
     item_tokens = [str(t) for t in item_tokens]
-    cache_root = _cfg(config, "guided_cache_dir", "saved/guided_cache")
+    cache_root = setting(config, "guided_cache_dir")
     cache_dir = os.path.join(cache_root, str(config["dataset"]))
     os.makedirs(cache_dir, exist_ok=True)
     names, texts, fill_model = attribute_texts(config, item_tokens, cache_dir)
@@ -227,7 +229,7 @@ def build_guided(config, item_tokens, encoder=None):
     if encoder is None:
         encoder = TextEncoder(name=spec["encoder"], layer=spec["layer"], pooling=spec["pooling"],
                               normalize=spec["normalize"], bf16=spec["bf16"], max_length=spec["max_length"],
-                              device="cuda" if torch.cuda.is_available() and _cfg(config, "use_gpu", True) else "cpu")
+                              device="cuda" if torch.cuda.is_available() and setting(config, "use_gpu") else "cpu")
     flat = [t for name in names for t in unique[name]]
     emb = torch.from_numpy(encode_cached(encoder, flat, cache_dir, progress=False, desc="guided attributes"))
     vectors, index, start = [], torch.zeros(len(item_tokens), len(names), dtype=torch.long), 0
