@@ -78,7 +78,7 @@ class Corpus:
 
 def _cfg(config, key, default=None):
     # DEPRECATED: an inline default beside the yaml's. Read values with utils.setting; this stays
-    # only while intents/judge.py and intents/build.py still import it (issue 16).
+    # only while intents/build.py imports it (judge.py has its own copy) (issue 16).
     try:
         value = config[key]
     except (KeyError, TypeError):
