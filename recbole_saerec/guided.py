@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from logging import getLogger
 
 import numpy as np
@@ -307,8 +308,10 @@ def format_user(e):
 
 
 def main(argv=None):
+    from recbole_saerec.checkpoints import add_checkpoint_args
+
     p = argparse.ArgumentParser(description="Which attribute blocks drive GuidedRec's recommendations.")
-    p.add_argument("--checkpoint", required=True)
+    add_checkpoint_args(p, "a trained GuidedRec")
     p.add_argument("--users", default=None, help="comma-separated raw user ids (default: the first 3 test users)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--summary", action="store_true", help="block shares over all test users' top-K")
@@ -317,7 +320,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from recbole_saerec.explain import load_model
 
-    bundle = load_model(args.checkpoint, data_path=args.data_path)
+    bundle = load_model(args.checkpoint, data_path=args.data_path, trust=args.trust_checkpoint)
     if args.summary:
         result = block_summary(bundle, args.topk)
         for name, s in result.items():
@@ -335,4 +338,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from recbole_saerec.cli import run_main
+
+    sys.exit(run_main(main, prog="python -m recbole_saerec.guided"))

@@ -7,6 +7,7 @@ Config / get_model / get_trainer.
 import logging
 import os
 import sys
+import warnings
 from logging import getLogger
 
 from recbole.data import create_dataset
@@ -28,11 +29,25 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     logger.info(sys.argv)
     logger.info(config)
     ensure_intents(config)
-    data = create_dataset(config)
+    data = load_dataset(config)
     logger.info(data)
     # [data] protocol: clean (default) | authors_leaky (valid := test; comparison only, logs a warning)
     train_data, valid_data, test_data = split_with_protocol(config, data)
     return config, data, train_data, valid_data, test_data
+
+
+def load_dataset(config):
+    """RecBole's ``create_dataset`` without its known pandas-2 warning blocks.
+
+    RecBole 1.2.1 fills NaNs with ``feat[field].fillna(..., inplace=True)``; pandas 2.x
+    warns about that chained assignment (it still works; pandas 3 is refused at import,
+    see recbole_saerec/__init__.py) on every load. Only that message, raised from RecBole's
+    dataset code, is ignored here: every other warning, ours included, still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"A value is trying to be set on a copy of a DataFrame",
+                                category=FutureWarning, module=r"recbole\.data\.")
+        return create_dataset(config)
 
 
 def ensure_intents(config):

@@ -715,4 +715,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from recbole_saerec.cli import run_main
+
+    sys.exit(run_main(main, prog="python -m recbole_saerec.data.prepare_amazon"))
