@@ -348,6 +348,7 @@ def plot_user(e, path):
     names, weights = list(e["fusion"])[::-1], list(e["fusion"].values())[::-1]
     axes[2].barh(names, weights, color=["tab:gray", "tab:blue", "tab:orange"][:len(names)][::-1])
     axes[2].set_xlim(0, 1)
+    axes[2].set_xticks([0, 0.5, 1])  # a narrow panel: five tick labels would touch
     axes[2].set_title("fusion weights", fontsize=10)
     fig.suptitle(f"user {e['user']}: held-out '{e['target']['title'][:40]}' ranked {e['target']['rank']}",
                  fontsize=11)
