@@ -130,3 +130,19 @@ def test_dataset_loading_hides_recboles_pandas_warnings_only(tiny_root, tmp_path
         warnings.warn("ours", FutureWarning)  # our own warnings still show
     messages = [str(w.message) for w in seen]
     assert not any(copy_warning in m for m in messages) and "ours" in messages
+
+
+# ---------------------------------------------------------------- the main job's ending
+def test_run_ends_with_the_explain_user_explanation(tiny_root, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    runner = load_runner()
+    cfg = dict(base_config(tiny_root, tmp_path / "saved"), explain_user="u1")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.chdir(tmp_path)  # any working folder: every path comes from the settings
+    assert cli.run_main(runner.main, ["--model=SAERec", "--dataset=tiny", "--config_files=run.yaml", "--epochs=1"]) == 0
+    out = capsys.readouterr().out
+    assert "test result:" in out and out.index("test result:") < out.index("User u1")
+    assert "Personal intents" in out and "Public intents" in out and "theme " in out  # words/summaries shown
+    assert cli.run_main(runner.main, ["--model=SASRec", "--dataset=tiny", "--config_files=run.yaml"]) == 0
+    assert "SASRec has no intents to explain" in capsys.readouterr().out
