@@ -19,9 +19,9 @@ from recbole_saerec import cli
 
 def explain_after_run(checkpoint):
     """The `explain_user` of the run's own config, explained from the checkpoint it just wrote."""
-    from recbole_saerec.checkpoints import read_checkpoint
+    from recbole_saerec.checkpoints import checkpoint_config, read_checkpoint
 
-    config = read_checkpoint(checkpoint, trust=True)["config"]  # the file this run wrote itself
+    config = checkpoint_config(read_checkpoint(checkpoint))  # the plain-data file this run wrote
     user = config["explain_user"] if "explain_user" in config else None
     if user is None:
         return None
@@ -31,7 +31,7 @@ def explain_after_run(checkpoint):
     if not getattr(get_model(config["model"]), "needs_intents", False):
         print(f"\nexplain_user={user}: {config['model']} has no intents to explain (SAERec has).")
         return None
-    bundle = load_model(checkpoint, trust=True)
+    bundle = load_model(checkpoint)
     explanation = explain_users(bundle, [str(user)], topk=10)[0]
     print(f"\nWhy these recommendations? (explain_user={user}; the same for any user: "
           f"python -m recbole_saerec.explain --checkpoint={checkpoint} --user=<id>)\n")

@@ -14,10 +14,11 @@ from recbole_saerec.cli import UsageError, recbole_cmd_line
 # Files a run folder may hold besides the model checkpoint: S3Rec's stage-1 weights, and the
 # training state of an unfinished resumable run (trainer.RESUME_SUFFIX).
 NOT_MODEL_CHECKPOINTS = {"pretrained.pth"}
-RESUME_SUFFIX = "-resume.pth"
 
 
 def _model_checkpoints(pattern):
+    from recbole_saerec.trainer import RESUME_SUFFIX
+
     return sorted(p for p in glob.glob(pattern)
                   if os.path.basename(p) not in NOT_MODEL_CHECKPOINTS and not p.endswith(RESUME_SUFFIX))
 

@@ -30,6 +30,7 @@ class UsageError(Exception):
 USER_ERROR_NAMES = {
     "UsageError",            # this module: flags, config files, checkpoints
     "UnknownModelError",     # utils.get_model: misspelled model name
+    "UntrustedCheckpointError",  # trainer.load_checkpoint: a pickle checkpoint without --trust_checkpoint
     "DatasetFilesMissingError",  # data.check: dataset not prepared / data_path wrong
     "PrepareError",          # data.prepare_amazon: bad or missing raw files
     "IntentArtefactError",   # artefacts: missing or mismatched intent build

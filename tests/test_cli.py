@@ -146,3 +146,16 @@ def test_run_ends_with_the_explain_user_explanation(tiny_root, tmp_path, monkeyp
     assert "Personal intents" in out and "Public intents" in out and "theme " in out  # words/summaries shown
     assert cli.run_main(runner.main, ["--model=SASRec", "--dataset=tiny", "--config_files=run.yaml"]) == 0
     assert "SASRec has no intents to explain" in capsys.readouterr().out
+
+
+class _Opaque:  # any object the weights-only loader cannot rebuild without running pickle code
+    pass
+
+
+def test_untrusted_pickle_checkpoint_is_one_line(tmp_path, capsys):
+    from recbole_saerec import explain
+
+    torch.save({"config": _Opaque(), "state_dict": {}}, tmp_path / "RecBole-made.pth")
+    assert cli.run_main(explain.main, [f"--checkpoint={tmp_path}", "--user=1"], prog="explain") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "--trust_checkpoint" in err.splitlines()[0]
