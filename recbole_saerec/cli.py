@@ -32,6 +32,8 @@ USER_ERROR_NAMES = {
     "UnknownModelError",     # utils.get_model: misspelled model name
     "UntrustedCheckpointError",  # trainer.load_checkpoint: a pickle checkpoint without --trust_checkpoint
     "DatasetFilesMissingError",  # data.check: dataset not prepared / data_path wrong
+    "AtomicFileError",       # data.check: a malformed atomic file (names file and line)
+    "ConfigValueError",      # config_check: a config value out of range / of the wrong type
     "PrepareError",          # data.prepare_amazon: bad or missing raw files
     "IntentArtefactError",   # artefacts: missing or mismatched intent build
     "CorpusError",           # intents.corpus: no usable text
