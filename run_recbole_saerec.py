@@ -9,7 +9,7 @@ Every other ``--key=value`` is a RecBole/plugin config key. ``--config_files`` a
 in the working folder, then in the package's properties/ folder. When the config sets
 ``explain_user`` (the demo does), the run ends with that user's explanation: last items, top
 recommendations, and the personal and public intents behind them (as
-``python -m recbole_saerec.explain`` prints). ``--debug`` shows tracebacks for user mistakes.
+``python -m recbole_saerec.analysis.explain`` prints). ``--debug`` shows tracebacks for user mistakes.
 """
 import argparse
 import sys
@@ -25,7 +25,7 @@ def explain_after_run(checkpoint):
     user = config["explain_user"] if "explain_user" in config else None
     if user is None:
         return None
-    from recbole_saerec.explain import explain_users, format_explanation, load_model
+    from recbole_saerec.analysis.explain import explain_users, format_explanation, load_model
     from recbole_saerec.utils import get_model
 
     if not getattr(get_model(config["model"]), "needs_intents", False):
@@ -34,7 +34,7 @@ def explain_after_run(checkpoint):
     bundle = load_model(checkpoint)
     explanation = explain_users(bundle, [str(user)], topk=10)[0]
     print(f"\nWhy these recommendations? (explain_user={user}; the same for any user: "
-          f"python -m recbole_saerec.explain --checkpoint={checkpoint} --user=<id>)\n")
+          f"python -m recbole_saerec.analysis.explain --checkpoint={checkpoint} --user=<id>)\n")
     print(format_explanation(explanation))
     return explanation
 

@@ -29,7 +29,7 @@ The fingerprint names what the intents were built from::
      "n_latents": int, "k": int|None, "keep": str, "judge": str, "format_version": int}
 
 GuidedRec's attribute vectors are a second, single-file contract, built offline by
-``recbole_saerec.guided.build_guided`` and read by the model with :func:`load_guided`::
+``recbole_saerec.intents.guided.build_guided`` and read by the model with :func:`load_guided`::
 
     <guided_cache_dir>/<dataset>/guided-<fingerprint>.pt
       {"names": list[str] (A attributes kept), "vectors": list of A float32 [T_a + 1, d_t]

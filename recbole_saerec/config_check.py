@@ -22,8 +22,6 @@ import os
 import re
 from logging import getLogger
 
-import yaml
-
 from recbole_saerec.intents.judge import BACKENDS, KEEP_RULES
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")

@@ -59,22 +59,32 @@ def load_dataset(config):
         return create_dataset(config)
 
 
-def ensure_intents(config):
-    """Models that read intent artefacts get them built offline first when asked to."""
+def ensure_intents(config, shared_cache=False):
+    """Models that read intent artefacts get them built offline first when asked to.
+
+    ``shared_cache``: unless the config names a cache, every intent tag of the dataset shares one
+    (artefacts.shared_cache_dir), so noIde filters the very same SAE latents as SAERec and
+    KMeans-Intent clusters the very same embeddings: only the studied part differs (benchmark, tune).
+    Returns the artefact directory (None for models without intents).
+    """
     model_class = get_model(config["model"])
     if not getattr(model_class, "needs_intents", False):
-        return
-    from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir
+        return None
+    from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir, shared_cache_dir
     from recbole_saerec.intents.build import check_intent_sources
 
     intent_dir = resolve_intent_dir(config)
     check_intent_sources(config, intent_dir)  # [intents] texts changed since the build: rebuild or stop
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
-        return  # the model validates what is there (or reports what is missing)
-    getLogger().info(set_color("Intent artefacts missing", "yellow") + f": building them in {intent_dir}")
+        return intent_dir  # the model validates what is there (or reports what is missing)
+    if shared_cache and not config["intent_cache_dir"] and not config["intent_dir"]:
+        config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], config["dataset"])
+    getLogger().info(set_color("Intent artefacts missing", "yellow")
+                     + f": building them in {intent_dir} (cache {config['intent_cache_dir'] or 'default'})")
     from recbole_saerec.intents.build import build_intents
 
     build_intents(config, intent_dir=intent_dir)
+    return intent_dir
 
 
 def ensure_guided(config, dataset):
@@ -86,7 +96,7 @@ def ensure_guided(config, dataset):
     """
     if not getattr(get_model(config["model"]), "needs_guided", False) or config["guided_path"]:
         return
-    from recbole_saerec.guided import build_guided
+    from recbole_saerec.intents.guided import build_guided
 
     path = os.path.abspath(build_guided(config, list(dataset.field2id_token[dataset.iid_field][1:]))["path"])
     config["guided_path"] = path

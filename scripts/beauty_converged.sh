@@ -26,8 +26,8 @@ common=(--dataset=amazon-beauty --seeds="$SEEDS" --seed_base=2020 --out="$OUT" -
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
         --machine="${MACHINE:-2-core AMD EPYC CPU VM, no GPU, 1 torch thread per run, two runs at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
-nohup $PY -m recbole_saerec.benchmark "${common[@]}" --models="$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
+nohup $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
-nohup $PY -m recbole_saerec.benchmark "${common[@]}" --models="$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
-echo "running: logs in $WORK/logs/{A,B}.log; table: $PY -m recbole_saerec.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$SLOT_A,$SLOT_B"
+nohup $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
+echo "running: logs in $WORK/logs/{A,B}.log; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$SLOT_A,$SLOT_B"
 wait

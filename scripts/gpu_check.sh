@@ -54,7 +54,7 @@ stage() {
     $PY - "$DATASET" "$MODELS" "$STAGE/dataset" "$root" "$STAGE/intents" <<'EOF' || return 1
 import os, shutil, sys, tempfile
 from recbole_saerec.artefacts import MANIFEST
-from recbole_saerec.benchmark import Benchmark, load_registry, resolve_variant
+from recbole_saerec.experiments.benchmark import Benchmark, load_registry, resolve_variant
 dataset, models, data_path, root, dest = sys.argv[1:6]
 registry = load_registry()
 variants = []
@@ -129,7 +129,7 @@ EOF
 
     # 2. the speed table: SASRec vs SAERec, one process alone on the GPU (timings)
     local sdir="$WORK/speed"
-    timeout "${GPU_CHECK_SPEED_S:-100}" $PY -m recbole_saerec.bench_speed --dataset="$DATASET" --data_path="$DATA" \
+    timeout "${GPU_CHECK_SPEED_S:-100}" $PY -m recbole_saerec.experiments.speed --dataset="$DATASET" --data_path="$DATA" \
         --intent_dir="$IROOT/$DATASET/default" --device=$DEVICE --out="$sdir" $SPEED_ARGS ${GPU_CHECK_SPEED_ARGS:-} \
         || echo "[gpu_check] speed benchmark failed or ran past its cap (rc $?)"
     [ -f "$sdir/speed.csv" ] && cp "$sdir/speed.csv" "$OUT/speed.csv"
@@ -138,7 +138,7 @@ EOF
     local known
     known=$($PY - "$MODELS" <<'EOF'
 import sys
-from recbole_saerec.benchmark import load_registry
+from recbole_saerec.experiments.benchmark import load_registry
 from recbole_saerec.utils import get_model
 registry = load_registry()
 keep = []
@@ -156,7 +156,7 @@ EOF
     for ((p = 0; p < PROCS && p < ${#names[@]}; p++)); do
         local group=""
         for ((i = p; i < ${#names[@]}; i += PROCS)); do group+="${group:+,}${names[$i]}"; done
-        timeout --signal=TERM --kill-after=15 "$budget" $PY -m recbole_saerec.benchmark --dataset="$DATASET" \
+        timeout --signal=TERM --kill-after=15 "$budget" $PY -m recbole_saerec.experiments.benchmark --dataset="$DATASET" \
             --models="$group" --seeds="${GPU_CHECK_SEEDS:-1}" --seed_base="${GPU_CHECK_SEED_BASE:-2020}" --out="$bdir" --work_dir="$WORK/saved$p" \
             --machine="$MACHINE" --search=off --data_path="$DATA" --intent_root="$IROOT" $BENCH_ARGS \
             ${GPU_CHECK_BENCH_ARGS:-} > "$WORK/bench$p.log" 2>&1 &
@@ -165,7 +165,7 @@ EOF
     done
     for pid in "${pids[@]}"; do wait "$pid" || echo "[gpu_check] benchmark pid $pid ended with $? (124: its cap)"; done
     # one table from every finished run record (runs cut by the cap leave no record)
-    $PY -m recbole_saerec.benchmark --dataset="$DATASET" --models="$known" --out="$bdir" --report_only \
+    $PY -m recbole_saerec.experiments.benchmark --dataset="$DATASET" --models="$known" --out="$bdir" --report_only \
         --data_path="$DATA" --intent_root="$IROOT" > "$WORK/report.log" 2>&1 || echo "[gpu_check] report failed"
     [ -f "$bdir/results.md" ] && cp "$bdir/results.md" "$OUT/results.md"
     echo "[gpu_check] run records: $(ls "$bdir/runs" 2>/dev/null | grep -c '\.json$')"

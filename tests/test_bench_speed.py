@@ -2,7 +2,7 @@
 import csv
 import json
 
-from recbole_saerec import bench_speed
+from recbole_saerec.experiments import speed as bench_speed
 
 
 def test_tiny_run_times_both_models_on_the_same_batches_and_writes_its_files(tiny_root, tmp_path, monkeypatch):

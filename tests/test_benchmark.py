@@ -9,8 +9,9 @@ import pytest
 from scipy import stats
 
 from conftest import base_config
-from recbole_saerec import benchmark, quick_start
+from recbole_saerec import quick_start
 from recbole_saerec.checkpoints import resolve_checkpoint
+from recbole_saerec.experiments import benchmark
 
 
 def tiny_cli(root, tmp_path):

@@ -153,7 +153,7 @@ class _Opaque:  # any object the weights-only loader cannot rebuild without runn
 
 
 def test_untrusted_pickle_checkpoint_is_one_line(tmp_path, capsys):
-    from recbole_saerec import explain
+    from recbole_saerec.analysis import explain
 
     torch.save({"config": _Opaque(), "state_dict": {}}, tmp_path / "RecBole-made.pth")
     assert cli.run_main(explain.main, [f"--checkpoint={tmp_path}", "--user=1"], prog="explain") == 2

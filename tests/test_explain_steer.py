@@ -9,12 +9,12 @@ import torch
 from recbole.data import create_dataset
 
 from conftest import GENRES, N_ITEMS, base_config, seed_all, write_fake_intents, write_tiny_dataset
-from recbole_saerec import explain, steer
+from recbole_saerec.analysis import explain, steer
 from recbole_saerec.config import Config
 from recbole_saerec.data import split_with_protocol
-from recbole_saerec.explain import Bundle, ItemText, explain_users, load_model
+from recbole_saerec.analysis.explain import Bundle, ItemText, explain_users, load_model
 from recbole_saerec.quick_start import run
-from recbole_saerec.steer import rank_all, select_intents, steer_report, steered
+from recbole_saerec.analysis.steer import rank_all, select_intents, steer_report, steered
 from recbole_saerec.utils import get_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -252,14 +252,14 @@ def test_explain_and_steer_clis_on_the_tiny_checkpoint(trained, tmp_path, capsys
 
     # the module entry point itself (a fresh interpreter), from another working folder, given the run
     # folder (as the benchmark keeps it) instead of the .pth
-    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.explain", f"--checkpoint={os.path.dirname(ckpt)}",
-                           "--trust_checkpoint", "--user=u3", "--topk=3"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.analysis.explain",
+                           f"--checkpoint={os.path.dirname(ckpt)}", "--user=u3", "--topk=3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "User u3" in proc.stdout and "Personal intents" in proc.stdout
     assert "FutureWarning" not in proc.stderr
     # a user mistake: one line and the fix, no traceback
-    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.explain", f"--checkpoint={ckpt}",
+    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.analysis.explain", f"--checkpoint={ckpt}",
                            "--trust_checkpoint", "--user=nobody"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

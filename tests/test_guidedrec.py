@@ -8,7 +8,7 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config, seed_all
 from recbole_saerec.config import Config
-from recbole_saerec.guided import build_guided, derived_fields, fill_template
+from recbole_saerec.intents.guided import build_guided, derived_fields, fill_template
 from recbole_saerec.model.layers import pca_reduce
 from recbole_saerec.quick_start import ensure_guided, run
 from recbole_saerec.utils import get_model
@@ -161,8 +161,8 @@ def test_the_model_reads_the_offline_build_and_refuses_a_foreign_one(guided_cfg,
 
 
 def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path, capsys):
-    from recbole_saerec.explain import load_model
-    from recbole_saerec.guided import block_summary, explain_users, main
+    from recbole_saerec.analysis.explain import load_model
+    from recbole_saerec.analysis.attribution import block_summary, explain_users, main
 
     result = run(model="GuidedRec", dataset="tiny", config_dict=guided_cfg(checkpoint_dir=str(tmp_path)))
     bundle = load_model(result["saved_model_file"], quiet=True)
@@ -185,7 +185,7 @@ def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path
 
 
 def test_fill_missing_asks_the_lm_once_per_gap_and_caches_the_answer(guided_cfg, tmp_path, monkeypatch):
-    from recbole_saerec.guided import fill_missing
+    from recbole_saerec.intents.guided import fill_missing
     from recbole_saerec.intents import judge as judge_module
 
     class FakeLM(judge_module.LMJudge):
@@ -208,7 +208,7 @@ def test_fill_missing_asks_the_lm_once_per_gap_and_caches_the_answer(guided_cfg,
 
 
 def test_fill_missing_without_an_lm_backend_invents_nothing(tmp_path):
-    from recbole_saerec.guided import fill_missing
+    from recbole_saerec.intents.guided import fill_missing
 
     texts = {"a": {"brand": None}}
     out, model = fill_missing({"judge_backend": "offline"}, {"a": {"title": "cream"}}, texts,

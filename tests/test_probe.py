@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from conftest import base_config
-from recbole_saerec import probe as P
+from recbole_saerec.analysis import probe as P
 from recbole_saerec.quick_start import run
 
 MODELS = {

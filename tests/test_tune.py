@@ -1,4 +1,4 @@
-"""Ray Tune sweeps (recbole_saerec.tune): real Tune, CPU, tiny data, 2 trials per sweep.
+"""Ray Tune sweeps (recbole_saerec.experiments.tune): real Tune, CPU, tiny data, 2 trials per sweep.
 
 One module-scoped local Ray (2 CPUs, no dashboard). Sweep A: a good and a bad
 learning rate under ASHA (grace 1, max 4 epochs), run one after the other, so
@@ -19,7 +19,7 @@ from conftest import base_config, write_fake_intents, write_tiny_dataset
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
-from recbole_saerec import tune as sweep  # noqa: E402
+from recbole_saerec.experiments import tune as sweep  # noqa: E402
 from recbole_saerec.quick_start import run  # noqa: E402
 
 N_USERS = 150

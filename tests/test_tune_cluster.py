@@ -1,7 +1,7 @@
 """Sweeps past one machine (issue 18): a real two-node Ray cluster, and the GPUs Ray assigns to trials.
 
 `test_sweep_on_a_two_node_cluster`: `ray start --head` and `ray start --address=...` on
-127.0.0.1 (one CPU each, their own temp dir and ports), then `python -m recbole_saerec.tune
+127.0.0.1 (one CPU each, their own temp dir and ports), then `python -m recbole_saerec.experiments.tune
 --address=...` as a separate process, with storage every node sees. While the sweep runs,
 the test SIGKILLs the trial process on the WORKER node after its first report; Tune's
 FailureConfig restarts it from its last checkpoint. Asserts: trials reported from both nodes
@@ -171,7 +171,7 @@ def run_cluster_sweep(workdir, out):
         t0 = time.time()
         node_ids = cluster.start()
         cluster_start_s = time.time() - t0
-        cmd = [sys.executable, "-m", "recbole_saerec.tune", f"--address={cluster.address}", "--dataset=tiny",
+        cmd = [sys.executable, "-m", "recbole_saerec.experiments.tune", f"--address={cluster.address}", "--dataset=tiny",
                f"--space={space}", f"--config_files={config_file}", f"--max_epochs={MAX_EPOCHS}",
                f"--grace_period={MAX_EPOCHS}", "--cpus_per_trial=1", f"--storage_path={storage}", "--name=cluster",
                f"--out={out}", "--verbose=0"]
@@ -243,7 +243,7 @@ def test_sweep_on_a_two_node_cluster(tmp_path):
 
 def test_trials_keep_the_gpu_ray_assigns(tmp_path, monkeypatch):
     """Two trials x 1 logical GPU of 2: each trial's RecBole gpu_id is the GPU Ray gave it."""
-    from recbole_saerec import tune as sweep
+    from recbole_saerec.experiments import tune as sweep
 
     # earlier CPU runs in this process leave CUDA_VISIBLE_DEVICES="" (RecBole writes gpu_id there),
     # and Ray refuses to announce GPUs that the variable hides

@@ -84,9 +84,10 @@ class TopKSAE(nn.Module):
     def pre_acts(self, x):
         return F.linear(x - self.b_dec, self.W_enc, self.b_enc)
 
-    def encode(self, x):
-        """(acts [B, k], indices [B, k]): the k largest pre-activations, then ReLU."""
-        top = self.pre_acts(x).topk(self.k, dim=-1, sorted=False)
+    def encode(self, x, pre=None):
+        """(acts [B, k], indices [B, k]): the k largest pre-activations, then ReLU.
+        ``pre``: the pre-activations when the caller already has them (forward's AuxK needs them)."""
+        top = (self.pre_acts(x) if pre is None else pre).topk(self.k, dim=-1, sorted=False)
         return F.relu(top.values), top.indices
 
     def decode(self, acts, indices):
@@ -94,9 +95,8 @@ class TopKSAE(nn.Module):
 
     def forward(self, x, dead_mask=None, auxk_k=None, auxk_scale=True):
         pre = self.pre_acts(x)
-        top = pre.topk(self.k, dim=-1, sorted=False)
-        acts, indices = F.relu(top.values), top.indices
-        x_hat = F.embedding_bag(indices, self.decoder, per_sample_weights=acts, mode="sum") + self.b_dec
+        acts, indices = self.encode(x, pre)
+        x_hat = self.decode(acts, indices)
         fvu = _fvu(x, x_hat)
         auxk = x.new_zeros(())
         n_dead = int(dead_mask.sum()) if dead_mask is not None else 0

@@ -9,7 +9,7 @@ embeddings and the recommender is trained on this refined embedding (reported:
 Choices made here (config keys in properties/model/GuidedRec.yaml):
 
 * Guided part: one text vector per attribute and item (templates ``guided_templates``),
-  built offline by :mod:`recbole_saerec.guided` with the plugin's text encoder before the
+  built offline by :mod:`recbole_saerec.intents.guided` with the plugin's text encoder before the
   model exists (``quick_start.ensure_guided`` sets ``guided_path``); the model only reads
   that file (:func:`recbole_saerec.artefacts.load_guided`, the contract),
   each mapped by its OWN linear map to ``guided_dim`` dimensions (``guided_projection:

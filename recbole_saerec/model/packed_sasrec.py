@@ -10,7 +10,6 @@ not the model. Same parameters under RecBole's names per block (``load_recbole_s
 RecBole SASRec state dict onto this one), same losses (CE over all items, or BPR with one
 sampled negative), and the same scores on the same weights (tests/test_packed_sasrec.py).
 """
-import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from torch import nn

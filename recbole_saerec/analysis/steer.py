@@ -1,8 +1,8 @@
 """Steer a trained SAERec through its intents, at inference, without retraining.
 
-    python -m recbole_saerec.steer --checkpoint=saved/SAERec-....pth --match="skin,moistur" --weight 2.0 \
+    python -m recbole_saerec.analysis.steer --checkpoint=saved/SAERec-....pth --match="skin,moistur" --weight 2.0 \
         --category_field categories --topk 10 [--json report.json] [--png report.png]
-    python -m recbole_saerec.steer --checkpoint=... --match=horror --field words --weight 0,0.5,2,4 \
+    python -m recbole_saerec.analysis.steer --checkpoint=... --match=horror --field words --weight 0,0.5,2,4 \
         --category_field class
 
 1. Select the intents whose catalogue words (``--field words``), summary (``summary``) or
@@ -40,9 +40,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from recbole_saerec.analysis.explain import batches, load_model, scored_forward, test_rows
 from recbole_saerec.checkpoints import add_checkpoint_args
 from recbole_saerec.cli import run_main
-from recbole_saerec.explain import batches, load_model, scored_forward, test_rows
 
 MODES = ("model", "score")
 
@@ -284,4 +284,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, prog="python -m recbole_saerec.steer"))
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.steer"))

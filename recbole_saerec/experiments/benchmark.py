@@ -1,6 +1,6 @@
 """Side-by-side benchmark: many models, one dataset, one protocol, several seeds.
 
-    python -m recbole_saerec.benchmark --dataset=amazon-beauty \\
+    python -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty \\
         --models=SAERec,SASRec,SASRec-CE,BERT4Rec,GRU4Rec,Caser,BPR --seeds=3 \\
         --out=docs/results/beauty --budget_epochs=20 [--config_files="a.yaml b.yaml"] [--key=value ...]
 
@@ -37,7 +37,7 @@ import yaml
 
 from recbole_saerec import cli, quick_start
 
-BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties", "benchmark")
+BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties", "benchmark")
 RUNS = "runs"
 METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "P"}
 # Defaults every benchmark run gets (the command line and --config_files still win).
@@ -129,7 +129,7 @@ def versions():
     out = {"python": platform.python_version(), "torch": torch.__version__, "recbole": recbole.__version__,
            "numpy": np.__version__, "scipy": scipy.__version__, "recbole_saerec": recbole_saerec.__version__}
     try:
-        root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=10)
@@ -164,20 +164,21 @@ def log(msg):
 
 # ----------------------------------------------------------------------------- per-user metrics
 def per_user_from_topk(topk_matrix, ks):
-    """Per-user Hit@K and NDCG@K from RecBole's `rec.topk` rows (top-K hit flags + number of positives).
+    """Per-user Hit@K and NDCG@K from RecBole's `rec.topk` rows (top-K hit flags + number of positives),
+    computed by RecBole's own metric classes (``metric_info`` is their per-user row, before the mean)."""
+    from recbole.evaluator.metrics import NDCG, Hit
 
-    Same formulas as recbole.evaluator.metrics.Hit / NDCG, before their mean over users.
-    """
+    from recbole_saerec.config import Config
+
+    Config.compatibility_settings(None)  # RecBole's NDCG uses np.float: the numpy-2-safe aliases
     topk_matrix = np.asarray(topk_matrix)
-    hits, pos_len = topk_matrix[:, :-1].astype(bool), topk_matrix[:, -1].astype(np.int64)
-    discounts = 1.0 / np.log2(np.arange(2, hits.shape[1] + 2))
-    dcg = np.cumsum(np.where(hits, discounts, 0.0), axis=1)
-    ideal = np.cumsum(discounts)
+    pos_index, pos_len = topk_matrix[:, :-1].astype(bool), topk_matrix[:, -1].astype(np.int64)
+    hit = Hit.metric_info(None, pos_index)
+    ndcg = NDCG.metric_info(None, pos_index, pos_len)
     out = {}
     for k in ks:
-        out[f"hit@{k}"] = hits[:, :k].any(axis=1).astype(np.float64)
-        idcg = ideal[np.clip(np.minimum(pos_len, k), 1, None) - 1]
-        out[f"ndcg@{k}"] = dcg[:, k - 1] / idcg
+        out[f"hit@{k}"] = hit[:, k - 1].astype(np.float64)
+        out[f"ndcg@{k}"] = ndcg[:, k - 1].astype(np.float64)
     return out
 
 
@@ -370,31 +371,19 @@ class Benchmark:
 
     # -- intents needed by the variants, built once per artefact directory
     def ensure_intents(self, plan):
-        from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir, shared_cache_dir
+        """Build the artefacts each intent-reading variant needs, once per artefact directory."""
+        from recbole_saerec.artefacts import resolve_intent_dir
         from recbole_saerec.config import Config
         from recbole_saerec.utils import get_model
 
         built = set()
-        for _run_id, variant, seed, cfg in plan:
+        for _run_id, variant, _seed, cfg in plan:
             if not getattr(get_model(variant["model"]), "needs_intents", False):
                 continue
             config = Config(model=variant["model"], dataset=self.dataset,
                             config_file_list=self.config_files or None, config_dict=cfg)
-            intent_dir = resolve_intent_dir(config)
-            if intent_dir in built or os.path.isfile(os.path.join(intent_dir, MANIFEST)):
-                built.add(intent_dir)
-                continue
-            if not config["intent_autobuild"]:
-                continue  # the model reports what is missing
-            if not config["intent_cache_dir"] and not config["intent_dir"]:
-                # noIde then filters the very same SAE latents as SAERec, KMeans-Intent
-                # clusters the very same embeddings -- only the studied part differs
-                config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], self.dataset)
-            log(f"building intents for {variant['name']} in {intent_dir} (cache {config['intent_cache_dir']})")
-            from recbole_saerec.intents.build import build_intents
-
-            build_intents(config, intent_dir=intent_dir)
-            built.add(intent_dir)
+            if resolve_intent_dir(config) not in built:
+                built.add(quick_start.ensure_intents(config, shared_cache=True))
 
     # -- search on the first seed, VALID metric only
     def select(self, variant):
@@ -829,4 +818,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run_main(lambda argv: 0 if main(argv) is not None else 1, prog="python -m recbole_saerec.benchmark"))
+    sys.exit(cli.run_main(lambda argv: 0 if main(argv) is not None else 1, prog="python -m recbole_saerec.experiments.benchmark"))

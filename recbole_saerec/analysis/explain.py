@@ -1,9 +1,9 @@
 """Explain SAERec recommendations with the intents the model itself used.
 
-    python -m recbole_saerec.explain --checkpoint=saved/SAERec-....pth --user=196
-    python -m recbole_saerec.explain --checkpoint=... --users=196,186,22 --topk 10 --json out.json
-    python -m recbole_saerec.explain --checkpoint=... --all --json all.json
-    python -m recbole_saerec.explain --checkpoint=... --user=196 --png user196.png
+    python -m recbole_saerec.analysis.explain --checkpoint=saved/SAERec-....pth --user=196
+    python -m recbole_saerec.analysis.explain --checkpoint=... --users=196,186,22 --topk 10 --json out.json
+    python -m recbole_saerec.analysis.explain --checkpoint=... --all --json all.json
+    python -m recbole_saerec.analysis.explain --checkpoint=... --user=196 --png user196.png
 
 For each user, at the TEST position (the same input sequence and held-out item that
 the test metrics use): the last items of the sequence (titles from the dataset's
@@ -16,7 +16,7 @@ branch. Everything intent-related is read from the model's own forward pass
 
 Library::
 
-    from recbole_saerec.explain import load_model, explain_users, format_explanation
+    from recbole_saerec.analysis.explain import load_model, explain_users, format_explanation
     bundle = load_model("saved/SAERec-....pth")
     for e in explain_users(bundle, ["196", "186"], topk=10):
         print(format_explanation(e))
@@ -398,4 +398,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, prog="python -m recbole_saerec.explain"))
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.explain"))

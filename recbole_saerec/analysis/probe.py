@@ -1,6 +1,6 @@
 """RecSAE probe: interpret and steer any trained RecBole model with a TopK sparse autoencoder.
 
-    python -m recbole_saerec.probe --checkpoint=saved/SASRec-....pth [--latents_mult 16] [--k 8] [--out dir]
+    python -m recbole_saerec.analysis.probe --checkpoint=saved/SASRec-....pth [--latents_mult 16] [--k 8] [--out dir]
 
 After RecSAE (Wang et al., "RecSAE: interpreting sequential recommendation
 models with sparse autoencoders"; METHOD.md, "RecSAE"). The recommender is
@@ -144,7 +144,7 @@ class Adapter:
         if not captured:
             raise UnsupportedModelError(
                 f"{type(self.model).__name__}.full_sort_predict never called {self.method}(); the probe reads "
-                f"the representation there. Add an adapter for this model in recbole_saerec/probe.py.")
+                f"the representation there. Add an adapter for this model in recbole_saerec/analysis/probe.py.")
         rep = self.case_rows(captured[-1], interaction)
         self.check(rep, interaction)
         return scores.view(rep.shape[0], -1), rep
@@ -167,7 +167,7 @@ class SequentialAdapter(Adapter):
             raise UnsupportedModelError(
                 f"{type(self.model).__name__}.forward returns shape {tuple(rep.shape)}, not [batch, d]: the "
                 f"probe needs the last position's state (models like BERT4Rec gather it inside "
-                f"full_sort_predict; add an adapter in recbole_saerec/probe.py).")
+                f"full_sort_predict; add an adapter in recbole_saerec/analysis/probe.py).")
 
     def item_matrix(self, interaction):
         forward = self.model.forward
@@ -859,7 +859,7 @@ def _bool(v):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m recbole_saerec.probe", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m recbole_saerec.analysis.probe", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_args(parser, "a RecBole or plugin model")
     parser.add_argument("--latents_mult", type=int, default=16, help="SAE latents = this x the model dimension")
@@ -904,11 +904,12 @@ def main(argv=None):
         text_fields=args.text_fields.split(",") if args.text_fields else None, lm_concept=args.lm_concept,
         judge_options={k: v for k in ("judge_backend", "judge_model", "judge_base_url")
                        if (v := getattr(args, k)) is not None},
-        progress=args.progress, trust=args.trust_checkpoint, command="python -m recbole_saerec.probe " + " ".join(argv or sys.argv[1:]))
+        progress=args.progress, trust=args.trust_checkpoint,
+        command="python -m recbole_saerec.analysis.probe " + " ".join(argv or sys.argv[1:]))
     summary = {key: metrics[key] for key in ("concepts", "similarity", "quality")}
     summary["tuning"] = metrics["tuning"]["summary"]
     print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main, prog="python -m recbole_saerec.probe"))
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.probe"))

@@ -1,10 +1,10 @@
 """Hyper-parameter sweeps with Ray Tune (issue 6): one command on a laptop, a GPU box or a cluster.
 
-    python -m recbole_saerec.tune --dataset=amazon-beauty --data_path=dataset
-    python -m recbole_saerec.tune --dataset=ml-100k --space=my_space.yaml --gpus_per_trial=0.5 \\
+    python -m recbole_saerec.experiments.tune --dataset=amazon-beauty --data_path=dataset
+    python -m recbole_saerec.experiments.tune --dataset=ml-100k --space=my_space.yaml --gpus_per_trial=0.5 \\
         --max_epochs=50 --grace_period=5 --out=docs/results/tune-ml100k
-    RAY_ADDRESS=auto python -m recbole_saerec.tune --dataset=amazon-beauty --storage_path=/shared/tune
-    python -m recbole_saerec.tune --resume --storage_path=saved/tune --name=SAERec-amazon-beauty-...
+    RAY_ADDRESS=auto python -m recbole_saerec.experiments.tune --dataset=amazon-beauty --storage_path=/shared/tune
+    python -m recbole_saerec.experiments.tune --resume --storage_path=saved/tune --name=SAERec-amazon-beauty-...
 
 Every other ``--key=value`` is a RecBole/plugin config key, fixed for all trials
 (``--epochs`` is ignored: ``--max_epochs`` is the trial budget). See docs/tune.md.
@@ -47,7 +47,7 @@ import time
 
 import yaml
 
-SPACE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties", "tune")
+SPACE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties", "tune")
 DEFAULT_SPACE = os.path.join(SPACE_DIR, "saerec_space.yaml")
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform")
 CKPT_FILE = "trial_state.pt"
@@ -149,7 +149,7 @@ def _argv(args):
     narrow the GPUs that Ray (or a later build) sees, so the variable is restored.
     """
     saved, cuda = sys.argv, os.environ.get("CUDA_VISIBLE_DEVICES")
-    sys.argv = [saved[0] if saved else "recbole_saerec.tune", *args]
+    sys.argv = [saved[0] if saved else "recbole_saerec.experiments.tune", *args]
     try:
         yield
     finally:
@@ -415,7 +415,7 @@ def make_setup(args, extra, argv=None):
         "num_samples": args.num_samples, "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial, "max_concurrent_trials": args.max_concurrent_trials,
         "needs_intents": needs_intents, "intent_dirs": {},
-        "command": "python -m recbole_saerec.tune " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m recbole_saerec.experiments.tune " + " ".join(sys.argv[1:] if argv is None else argv),
     }
 
 
@@ -767,7 +767,7 @@ def write_outputs(setup, grid, exp_path, out=None, run_test=True, wall_s=None):
                        + ", ".join(f"{k} {v:.4f}" for k, v in test["test"].items()), ""]
     if not finished:
         header += [f"**Interrupted**: some trials did not finish. Resume with "
-                   f"`python -m recbole_saerec.tune --resume --storage_path={setup.get('storage_path')} "
+                   f"`python -m recbole_saerec.experiments.tune --resume --storage_path={setup.get('storage_path')} "
                    f"--name={setup.get('name')}`", ""]
     header += ["Ray nodes (`nodes`/`gpus` columns below: the nodes a trial reported from, and the "
                "CUDA_VISIBLE_DEVICES it ran with, in order):", "",

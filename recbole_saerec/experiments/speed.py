@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m recbole_saerec.bench_speed --dataset=amazon-beauty [--data_path=dataset/] \
+    python -m recbole_saerec.experiments.speed --dataset=amazon-beauty [--data_path=dataset/] \
         [--steps=40] [--warmup=3] [--batch=256] [--eval_batch=4096] [--rounds=3] \
         [--hidden=64] [--layers=2] [--heads=2] [--inner=256] [--max_len=50] \
         [--intent_dir=DIR | --synthetic_m=1200 --synthetic_dim=384] [--intents] \
@@ -612,7 +612,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    report = {"command": " ".join([os.path.basename(sys.executable), "-m", "recbole_saerec.bench_speed"]
+    report = {"command": " ".join([os.path.basename(sys.executable), "-m", "recbole_saerec.experiments.speed"]
                                   + (sys.argv[1:] if argv is None else list(argv))),
               "args": vars(args), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     models, model_class, variants = model_plan(args)

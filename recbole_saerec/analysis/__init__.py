@@ -1,0 +1,1 @@
+"""Reading trained models: explanations, intent steering, the RecSAE probe, GuidedRec attribution."""

@@ -1,0 +1,1 @@
+"""Experiments over many runs: the side-by-side benchmark, Ray Tune sweeps, the speed benchmark."""
