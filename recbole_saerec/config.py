@@ -41,6 +41,19 @@ class Config(RecBoleConfig):
         if preset is not None and not self.final_config_dict.get("use_gpu", True):
             os.environ["CUDA_VISIBLE_DEVICES"] = preset
 
+    def _load_cmd_line(self):
+        # RecBole reads sys.argv itself, so a plugin command's own flags (--keep_checkpoints,
+        # --debug, --user ...) would reach it, be warned about as "will not be used", and
+        # `--key=value` ones would even become config keys. Plugin commands scope the keys meant
+        # for the config (cli.recbole_cmd_line); outside such a scope (a script, a notebook)
+        # RecBole's own reading of sys.argv applies.
+        from recbole_saerec import cli
+
+        keys = cli.scoped_cmd_line()
+        if keys is None:
+            return super()._load_cmd_line()
+        return self._convert_config_dict(keys)
+
     def _set_default_parameters(self):
         # A CE-loss sequential model (SASRec's default, SAERec) must not sample
         # training negatives; RecBole's overall.yaml turns sampling on and then

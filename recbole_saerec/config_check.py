@@ -96,11 +96,12 @@ RULES = {
     "guided_fill": ANY, "base_checkpoint": ANY, "base_reduction": ("pca", "linear"), "base_dim": POSITIVE_INT,
     "base_variance": "(0, 1]", "base_finetune": ANY,
     # --- the demo yaml / command lines (the runners pass these through RecBole's parser) ---
-    "model": ANY, "dataset": ANY, "config_files": ANY, "use_gpu": ANY,
+    "model": ANY, "dataset": ANY, "config_files": ANY, "use_gpu": ANY, "explain_user": ANY,
 }
 
+# "token": a raw dataset id such as a user id; RecBole's command-line parser turns "196" into 196.
 TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list, tuple),
-         "dict": (dict,)}
+         "dict": (dict,), "token": (str, int)}
 _TYPE_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:(.*?)#\s*\((\w+)\)")
 _KEY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)$")
 

@@ -4,9 +4,11 @@ Mirrors ``recbole.quick_start.run_recbole`` (which we do not import: it pulls in
 ray at import time and only knows RecBole's own models), using the plugin's
 Config / get_model / get_trainer.
 """
+import contextlib
 import logging
 import os
 import sys
+import warnings
 from logging import getLogger
 
 from recbole.data import create_dataset
@@ -27,12 +29,34 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
-    ensure_intents(config)
-    data = create_dataset(config)
+    with quiet_recbole_pandas():  # the intent build loads the dataset too
+        ensure_intents(config)
+    data = load_dataset(config)
     logger.info(data)
     # [data] protocol: clean (default) | authors_leaky (valid := test; comparison only, logs a warning)
     train_data, valid_data, test_data = split_with_protocol(config, data)
     return config, data, train_data, valid_data, test_data
+
+
+@contextlib.contextmanager
+def quiet_recbole_pandas():
+    """Hide RecBole's known pandas-2 warning blocks while the plugin loads a dataset.
+
+    RecBole 1.2.1 fills NaNs with ``feat[field].fillna(..., inplace=True)``; pandas 2.x
+    warns about that chained assignment (it still works; pandas 3 is refused at import,
+    see recbole_saerec/__init__.py) on every load. Only that message, raised from RecBole's
+    data code, is ignored: every other warning, ours included, still shows.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"A value is trying to be set on a copy of a DataFrame",
+                                category=FutureWarning, module=r"recbole\.data\.")
+        yield
+
+
+def load_dataset(config):
+    """RecBole's ``create_dataset``, quietly (see :func:`quiet_recbole_pandas`)."""
+    with quiet_recbole_pandas():
+        return create_dataset(config)
 
 
 def ensure_intents(config, shared_cache=False):

@@ -24,6 +24,10 @@ PLUGIN_MODELS = {
 }
 
 
+class UnknownModelError(ValueError):
+    """No plugin or RecBole model has this name (a user mistake: the CLIs print one line)."""
+
+
 def plugin_model_names():
     return sorted(PLUGIN_MODELS)
 
@@ -61,7 +65,7 @@ def _find_model(model_name):
             module = importlib.import_module(module_path)
             if hasattr(module, model_name):
                 return getattr(module, model_name)
-    raise ValueError(
+    raise UnknownModelError(
         f"Unknown model '{model_name}'. Plugin models: {', '.join(plugin_model_names())}; "
         "or any RecBole model name (e.g. SASRec, GRU4Rec, BERT4Rec, BPR, LightGCN). "
         "Names are case-sensitive."
@@ -211,4 +215,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["get_model", "get_trainer", "plugin_model_names", "run_environment", "setting", "ModelType"]
+__all__ = ["UnknownModelError", "get_model", "get_trainer", "plugin_model_names", "run_environment", "setting", "ModelType"]

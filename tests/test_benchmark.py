@@ -10,6 +10,7 @@ from scipy import stats
 
 from conftest import base_config
 from recbole_saerec import quick_start
+from recbole_saerec.checkpoints import resolve_checkpoint
 from recbole_saerec.experiments import benchmark
 
 
@@ -47,7 +48,7 @@ def bench_out(tiny_root, tmp_path_factory):
     finally:
         quick_start.run = real_run
     return {"out": out, "first_calls": first_calls, "second_calls": calls["n"] - first_calls,
-            "second_counter": second.calls, "result": result}
+            "second_counter": second.calls, "result": result, "work": str(tmp / "work")}
 
 
 def test_every_run_saved_once_and_resume_skips_them(bench_out):
@@ -58,6 +59,8 @@ def test_every_run_saved_once_and_resume_skips_them(bench_out):
         with open(os.path.join(runs, name + ".json")) as f:
             record = json.load(f)
         assert record["status"] == "ok" and record["config"]["epochs"] == 2
+        # the best checkpoint is kept by default, so explain/steer/probe can read the run folder
+        assert resolve_checkpoint(os.path.join(bench_out["work"], name)).endswith(".pth")
         assert {"versions", "machine", "seconds", "best_valid_result", "config"} <= set(record)
         # resumable runs record each epoch, how the run ended and which ranking protocol it used
         assert [h["epoch"] for h in record["history"]] == [0, 1] and record["epochs_run"] == 2
@@ -205,7 +208,8 @@ def test_cli_parses_config_keys():
     args, cli = benchmark.parse_args(["--dataset=tiny", "--models=SASRec,SAERec", "--seeds=2",
                                       "--MAX_ITEM_LIST_LENGTH=20", "--use_gpu=False", "--topk=[10,20]"])
     assert cli == {"MAX_ITEM_LIST_LENGTH": 20, "use_gpu": False, "topk": [10, 20]}
-    assert args.models == "SASRec,SAERec"
+    assert args.models == "SASRec,SAERec" and args.keep_checkpoints
+    assert not benchmark.parse_args(["--dataset=tiny", "--models=SASRec", "--drop_checkpoints"])[0].keep_checkpoints
 
 
 def test_report_only_rebuilds_the_table_from_the_runs(bench_out, tmp_path):

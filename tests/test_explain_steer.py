@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
     write_categories(root)
     write_fake_intents(os.path.join(root, "intents"))
     result = run("SAERec", "tiny", config_dict=base_config(root, os.path.join(root, "saved"), epochs=2), saved=True)
-    return root, result, load_model(result["saved_model_file"])
+    return root, result, load_model(result["saved_model_file"], trust=True)
 
 
 def all_test_batch(bundle):
@@ -231,30 +231,39 @@ def test_model_mode_is_monotone_on_a_hand_built_case(trained):
 def test_explain_and_steer_clis_on_the_tiny_checkpoint(trained, tmp_path, capsys):
     _, result, _ = trained
     ckpt = result["saved_model_file"]
-    out = explain.main([f"--checkpoint={ckpt}", "--users=u1,u2", "--topk", "5", "--json", str(tmp_path / "e.json"),
-                        "--png", str(tmp_path / "e.png")])
+    out = explain.main([f"--checkpoint={ckpt}", "--trust_checkpoint", "--users=u1,u2", "--topk", "5",
+                        "--json", str(tmp_path / "e.json"), "--png", str(tmp_path / "e.png")])
     text = capsys.readouterr().out
     assert "User u1" in text and "User u2" in text and len(out) == 2
     saved = json.loads((tmp_path / "e.json").read_text())
     assert [u["user"] for u in saved["users"]] == ["u1", "u2"]
     assert (tmp_path / "e_u1.png").stat().st_size > 0 and (tmp_path / "e_u2.png").stat().st_size > 0
 
-    rep = steer.main([f"--checkpoint={ckpt}", "--match=w1a,theme 2", "--weight", "1,3", "--category_field",
-                      "categories", "--target_category", "Skincare", "--json", str(tmp_path / "s.json"),
-                      "--png", str(tmp_path / "s.png")])
+    rep = steer.main([f"--checkpoint={ckpt}", "--trust_checkpoint", "--match=w1a,theme 2", "--weight", "1,3",
+                      "--category_field", "categories", "--target_category", "Skincare",
+                      "--json", str(tmp_path / "s.json"), "--png", str(tmp_path / "s.png")])
     text = capsys.readouterr().out
     assert "Skincare" in text and "other categories" in text
     assert rep["selected_intents"] and [r["weight"] for r in rep["runs"]] == [1.0, 3.0]
     assert rep["counts_before"]["Beauty"] == 10 * rep["users"]  # every item carries 'Beauty'
     assert (tmp_path / "s.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="No column"):
-        steer.main([f"--checkpoint={ckpt}", "--match=w1a", "--category_field", "genre"])
+        steer.main([f"--checkpoint={ckpt}", "--trust_checkpoint", "--match=w1a", "--category_field", "genre"])
 
-    # the module entry point itself (a fresh interpreter)
-    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.analysis.explain", f"--checkpoint={ckpt}", "--user=u3",
-                           "--topk=3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    # the module entry point itself (a fresh interpreter), from another working folder, given the run
+    # folder (as the benchmark keeps it) instead of the .pth
+    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.analysis.explain",
+                           f"--checkpoint={os.path.dirname(ckpt)}", "--user=u3", "--topk=3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "User u3" in proc.stdout and "Personal intents" in proc.stdout
+    assert "FutureWarning" not in proc.stderr
+    # a user mistake: one line and the fix, no traceback
+    proc = subprocess.run([sys.executable, "-m", "recbole_saerec.analysis.explain", f"--checkpoint={ckpt}",
+                           "--trust_checkpoint", "--user=nobody"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: Unknown user 'nobody'" in proc.stderr
 
 
 def _expl(personal, public, fusion=(0.5, 0.3, 0.2)):

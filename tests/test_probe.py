@@ -33,7 +33,7 @@ def loaded(checkpoints):
 
     def get(name):
         if name not in cache:
-            config, dataset, train_data, test_data, model, _ = P.load_probed(checkpoints[name])
+            config, dataset, train_data, test_data, model, _ = P.load_probed(checkpoints[name], trust=True)
             cache[name] = (config, dataset, train_data, test_data, model, P.make_adapter(model))
         return cache[name]
 
@@ -141,8 +141,8 @@ def test_unsupported_model_is_a_clear_error():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_probe_end_to_end(checkpoints, tmp_path, name):
     out = str(tmp_path / "probe")
-    P.main(["--checkpoint", checkpoints[name], "--latents_mult", "2", "--k", "2", "--sae_steps", "30",
-            "--n_top", "4", "--min_verify", "1", "--n_verify", "4", "--tune_latents", "2", "--scales", "0,1,5",
+    P.main(["--checkpoint", checkpoints[name], "--trust_checkpoint", "--latents_mult", "2", "--k", "2",
+            "--sae_steps", "30", "--n_top", "4", "--min_verify", "1", "--n_verify", "4", "--tune_latents", "2", "--scales", "0,1,5",
             "--out", out, "--heldout", "0.3"])
     for f in ("concepts.csv", "concepts.md", "concepts.json", "metrics.json", "tuning.csv",
               "confidence_hist.png", "tuning_curves.png"):

@@ -9,9 +9,13 @@ one term per block (``GuidedRec.contributions``).
 """
 import argparse
 import json
+import sys
 
 import numpy as np
 import torch
+
+from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.cli import run_main
 
 
 def _block_text(model, item_id, block):
@@ -70,7 +74,7 @@ def format_user(e):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Which attribute blocks drive GuidedRec's recommendations.")
-    p.add_argument("--checkpoint", required=True)
+    add_checkpoint_args(p, "a trained GuidedRec")
     p.add_argument("--users", default=None, help="comma-separated raw user ids (default: the first 3 test users)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--summary", action="store_true", help="block shares over all test users' top-K")
@@ -79,7 +83,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from recbole_saerec.analysis.explain import load_model
 
-    bundle = load_model(args.checkpoint, data_path=args.data_path)
+    bundle = load_model(args.checkpoint, data_path=args.data_path, trust=args.trust_checkpoint)
     if args.summary:
         result = block_summary(bundle, args.topk)
         for name, s in result.items():
@@ -97,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.attribution"))

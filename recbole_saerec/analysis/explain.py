@@ -28,11 +28,13 @@ import csv
 import json
 import os
 import sys
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.cli import UsageError, run_main
 
 TITLE_FIELDS = ("title", "movie_title", "name", "item_name")
 
@@ -51,31 +53,31 @@ class Bundle:
     checkpoint: str
 
 
-def load_model(checkpoint, data_path=None, device=None, quiet=True):
+def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False):
     """Load a saved checkpoint like RecBole's ``load_data_and_model``, through the plugin.
 
     Config comes from the checkpoint; dataset and splits are rebuilt with the plugin's
     Config / ``create_dataset`` / ``split_with_protocol`` (same protocol as training), the
-    model is rebuilt and its weights loaded with :func:`recbole_saerec.trainer.load_checkpoint`
-    (torch >= 2.6 safe; only for checkpoints you trust: they are pickles).
+    model is rebuilt and its weights loaded with :func:`recbole_saerec.checkpoints.read_checkpoint`.
 
     Args:
-        checkpoint: path of a ``.pth`` written by ``run_recbole_saerec.py`` / ``quick_start.run``.
+        checkpoint: a ``.pth`` written by ``run_recbole_saerec.py`` / ``quick_start.run``, or a
+            benchmark run folder holding one (see :mod:`recbole_saerec.checkpoints`).
         data_path: folder holding ``<dataset>/`` when it moved since training (the config key).
         device: 'cpu' / 'cuda'; default: the training device if available, else the CPU.
+        trust: allow a full pickled checkpoint (only for files you trust: unpickling can run code).
     """
     import logging
 
-    from recbole.data import create_dataset
     from recbole.utils import init_seed
 
+    from recbole_saerec.checkpoints import checkpoint_config, read_checkpoint
     from recbole_saerec.data import split_with_protocol
-    from recbole_saerec.trainer import checkpoint_config, load_checkpoint
+    from recbole_saerec.quick_start import load_dataset
     from recbole_saerec.utils import get_model
 
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"No checkpoint at {checkpoint}.")
-    saved = load_checkpoint(checkpoint)
+    saved = read_checkpoint(checkpoint, trust=trust)
+    checkpoint = saved["path"]
     config = checkpoint_config(saved)
     if data_path:
         config["data_path"] = os.path.join(data_path, config["dataset"])
@@ -88,11 +90,8 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True):
     if quiet:
         logging.getLogger().setLevel(logging.ERROR)
     init_seed(config["seed"], config["reproducibility"])
-    with warnings.catch_warnings():
-        if quiet:  # RecBole 1.2.1 + pandas 2: chained-assignment FutureWarnings on every load
-            warnings.simplefilter("ignore", FutureWarning)
-        dataset = create_dataset(config)
-        train_data, valid_data, test_data = split_with_protocol(config, dataset)
+    dataset = load_dataset(config)
+    train_data, valid_data, test_data = split_with_protocol(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     state = saved["state_dict"]
@@ -344,9 +343,12 @@ def plot_user(e, path):
         ax.barh(labels, [x[key] for x in entries][::-1], color=color)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="y", labelsize=8)
-    names, weights = list(e["fusion"]), list(e["fusion"].values())
-    axes[2].bar(names, weights, color=["tab:gray", "tab:blue", "tab:orange"][:len(names)])
-    axes[2].set_ylim(0, 1)
+    # Horizontal bars: the branch names ("self", "personal", "public") sit on their own rows;
+    # as x tick labels of a narrow panel "personal" and "public" ran into each other.
+    names, weights = list(e["fusion"])[::-1], list(e["fusion"].values())[::-1]
+    axes[2].barh(names, weights, color=["tab:gray", "tab:blue", "tab:orange"][:len(names)][::-1])
+    axes[2].set_xlim(0, 1)
+    axes[2].set_xticks([0, 0.5, 1])  # a narrow panel: five tick labels would touch
     axes[2].set_title("fusion weights", fontsize=10)
     fig.suptitle(f"user {e['user']}: held-out '{e['target']['title'][:40]}' ranked {e['target']['rank']}",
                  fontsize=11)
@@ -359,7 +361,7 @@ def plot_user(e, path):
 # ------------------------------------------------------------------------------- CLI
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="saved .pth of a trained SAERec")
+    add_checkpoint_args(parser, "a trained SAERec")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="one raw user id")
     who.add_argument("--users", help="comma-separated raw user ids")
@@ -373,12 +375,12 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, help="users per forward pass (default: eval_batch_size)")
     args = parser.parse_args(argv)
 
-    bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device)
+    bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device, trust=args.trust_checkpoint)
     users = None if args.all else ([args.user] if args.user else [u.strip() for u in args.users.split(",")])
     try:
         result = explain_users(bundle, users, topk=args.topk, n_history=args.history, batch_size=args.batch_size)
-    except KeyError as exc:
-        sys.exit(f"error: {exc.args[0]}")
+    except KeyError as exc:  # an unknown user or one without a test interaction
+        raise UsageError(exc.args[0]) from None
     shown = result[:3] if args.all else result
     print("\n\n".join(format_explanation(e) for e in shown))
     if args.all:
@@ -396,4 +398,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.explain"))

@@ -67,6 +67,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.cli import run_main
+
 DEFAULT_SCALES = (-10, -5, -1, 0, 1, 2, 5, 10)
 
 
@@ -220,17 +223,22 @@ def make_adapter(model):
 
 
 # ----------------------------------------------------------------------------- loading
-def load_probed(checkpoint, data_path=None, overrides=None):
-    """(config, dataset, train_data, test_data, frozen model) from a RecBole or plugin checkpoint."""
-    from recbole.data import create_dataset
+def load_probed(checkpoint, data_path=None, overrides=None, trust=False):
+    """(config, dataset, train_data, test_data, frozen model) from a RecBole or plugin checkpoint.
+
+    `checkpoint`: a .pth or a benchmark run folder holding one; `trust`: allow a full pickled
+    checkpoint (see recbole_saerec.checkpoints).
+    """
     from recbole.utils import init_seed
 
+    from recbole_saerec.checkpoints import checkpoint_config, read_checkpoint
     from recbole_saerec.config import Config
     from recbole_saerec.data import split_with_protocol
-    from recbole_saerec.trainer import checkpoint_config, load_checkpoint
+    from recbole_saerec.quick_start import load_dataset
     from recbole_saerec.utils import get_model
 
-    ckpt = load_checkpoint(checkpoint)  # plain data (weights_only=True); trainer.load_checkpoint
+    ckpt = read_checkpoint(checkpoint, trust=trust)
+    checkpoint = ckpt["path"]
     config = checkpoint_config(ckpt)
     Config.compatibility_settings(config)  # numpy-2 aliases RecBole's dataset code still uses
     config["device"] = torch.device("cpu")
@@ -242,7 +250,7 @@ def load_probed(checkpoint, data_path=None, overrides=None):
     for key, value in (overrides or {}).items():
         config[key] = value
     init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
+    dataset = load_dataset(config)
     train_data, _valid, test_data = split_with_protocol(config, dataset)
     model = get_model(config["model"])(config, train_data._dataset)
     model.load_state_dict(ckpt["state_dict"])
@@ -576,7 +584,8 @@ def lm_concepts(config, latent_words, judge=None, cache_path=None):
 def probe(checkpoint, out=None, latents_mult=16, n_latents=None, k=8, seed=2020, sae_steps=None,
           sae_batch_size=1024, tied=False, n_top=20, n_terms=3, min_support=0.25, n_verify=20, min_verify=5,
           heldout=0.2, tune_latents=10, scales=DEFAULT_SCALES, max_tune_cases=500, data_path=None, text_fields=None,
-          max_cases=None, lm_concept=False, judge_options=None, batch_size=1024, progress=False, command=None):
+          max_cases=None, lm_concept=False, judge_options=None, batch_size=1024, progress=False, command=None,
+          trust=False):
     """Run the whole probe; write the outputs to ``out`` and return the metrics dict."""
     from recbole.utils import init_seed
 
@@ -585,7 +594,8 @@ def probe(checkpoint, out=None, latents_mult=16, n_latents=None, k=8, seed=2020,
     t0 = time.time()
     timings = {}
     logger = getLogger()
-    config, dataset, train_data, test_data, model, ckpt_info = load_probed(checkpoint, data_path, judge_options)
+    config, dataset, train_data, test_data, model, ckpt_info = load_probed(checkpoint, data_path, judge_options,
+                                                                            trust=trust)
     init_seed(seed, True)
     adapter = make_adapter(model)
     texts = item_text_array(config, dataset, text_fields)
@@ -851,7 +861,7 @@ def _bool(v):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m recbole_saerec.analysis.probe", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a RecBole or plugin checkpoint (.pth)")
+    add_checkpoint_args(parser, "a RecBole or plugin model")
     parser.add_argument("--latents_mult", type=int, default=16, help="SAE latents = this x the model dimension")
     parser.add_argument("--n_latents", type=int, default=None, help="SAE latents (overrides --latents_mult)")
     parser.add_argument("--k", type=int, default=8, help="active latents per case")
@@ -894,11 +904,12 @@ def main(argv=None):
         text_fields=args.text_fields.split(",") if args.text_fields else None, lm_concept=args.lm_concept,
         judge_options={k: v for k in ("judge_backend", "judge_model", "judge_base_url")
                        if (v := getattr(args, k)) is not None},
-        progress=args.progress, command="python -m recbole_saerec.analysis.probe " + " ".join(argv or sys.argv[1:]))
+        progress=args.progress, trust=args.trust_checkpoint,
+        command="python -m recbole_saerec.analysis.probe " + " ".join(argv or sys.argv[1:]))
     summary = {key: metrics[key] for key in ("concepts", "similarity", "quality")}
     summary["tuning"] = metrics["tuning"]["summary"]
     print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.probe"))

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 
 from recbole_saerec.analysis.explain import batches, load_model, scored_forward, test_rows
+from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.cli import run_main
 
 MODES = ("model", "score")
 
@@ -244,7 +246,7 @@ def plot_report(rep, path, n_categories=20):
 # ------------------------------------------------------------------------------- CLI
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    add_checkpoint_args(parser, "a trained SAERec")
     parser.add_argument("--match", required=True, help="comma-separated substrings, e.g. 'skin,moistur'")
     parser.add_argument("--field", default="both", choices=["words", "summary", "both"])
     parser.add_argument("--weight", default="2.0", help="steer weight, or a comma-separated sweep (1 = no change)")
@@ -265,7 +267,7 @@ def main(argv=None):
     weights = [float(w) for w in args.weight.split(",") if w.strip()]
     if any(not math.isfinite(w) for w in weights):
         sys.exit("error: weights must be finite numbers.")
-    bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device)
+    bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device, trust=args.trust_checkpoint)
     try:
         rep = steer_report(bundle, args.match, weights, field=args.field, category_field=args.category_field,
                            topk=args.topk, target_categories=args.target_category, mode=args.mode,
@@ -282,4 +284,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="python -m recbole_saerec.analysis.steer"))

@@ -35,7 +35,7 @@ import time
 import numpy as np
 import yaml
 
-from recbole_saerec import quick_start
+from recbole_saerec import cli, quick_start
 
 BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties", "benchmark")
 RUNS = "runs"
@@ -230,7 +230,7 @@ def per_user_metrics(model, dataset, config_file_list, config_dict, checkpoint_f
 # ----------------------------------------------------------------------------- one run
 class Benchmark:
     def __init__(self, dataset, variants, seeds, out_dir, config_files=None, cli_config=None,
-                 budget_epochs=None, work_dir=None, search=True, keep_checkpoints=False, machine_label=None,
+                 budget_epochs=None, work_dir=None, search=True, keep_checkpoints=True, machine_label=None,
                  fail_fast=False, registry=None):
         self.dataset, self.variants, self.seeds = dataset, variants, list(seeds)
         self.registry = registry
@@ -778,23 +778,22 @@ def parse_args(argv=None):
     p.add_argument("--config_files", default=None, help="yaml files for every run (space or comma separated)")
     p.add_argument("--budget_epochs", type=int, default=None, help="the same epochs cap for every model")
     p.add_argument("--search", default="on", choices=["on", "off"], help="run variants' valid-selected searches")
-    p.add_argument("--keep_checkpoints", action="store_true")
+    # Each run keeps its valid-selected checkpoint (<work_dir>/<run_id>/<Model>-<date>.pth, one file per
+    # run) so that explain/steer/probe can read the run folder; --drop_checkpoints saves the disk.
+    p.add_argument("--keep_checkpoints", dest="keep_checkpoints", action="store_true", default=True,
+                   help="keep each run's best checkpoint under --work_dir (the default)")
+    p.add_argument("--drop_checkpoints", dest="keep_checkpoints", action="store_false",
+                   help="delete each run's checkpoint once its record is written")
     p.add_argument("--machine", default=None, help="a label for the machine, stored in every run")
     p.add_argument("--report_only", action="store_true", help="rebuild the tables/plot from finished runs")
     p.add_argument("--fail_fast", action="store_true", help="stop at the first failing run")
     p.add_argument("--variants", default=None, help="extra registry yaml (adds/overrides variants)")
     args, unknown = p.parse_known_args(argv)
-    cli = {}
-    for item in unknown:
-        if not item.startswith("--") or "=" not in item:
-            p.error(f"unrecognised argument {item!r} (config keys are passed as --key=value)")
-        key, value = item[2:].split("=", 1)
-        cli[key] = parse_value(value)
-    return args, cli
+    return args, {key: parse_value(value) for key, value in cli.config_args(unknown).items()}
 
 
 def main(argv=None):
-    args, cli = parse_args(argv)
+    args, overrides = parse_args(argv)
     registry = load_registry()
     if args.variants:
         registry.update(load_registry([args.variants]))
@@ -803,14 +802,15 @@ def main(argv=None):
     seeds = ([int(s) for s in args.seeds.split(",")] if "," in args.seeds
              else [args.seed_base + i for i in range(int(args.seeds))])
     out = args.out or os.path.join("docs", "results", args.dataset)
-    config_files = args.config_files.replace(",", " ").split() if args.config_files else None
-    bench = Benchmark(args.dataset, variants, seeds, out, config_files=config_files, cli_config=cli,
+    config_files = cli.config_files(args.config_files)
+    bench = Benchmark(args.dataset, variants, seeds, out, config_files=config_files, cli_config=overrides,
                       budget_epochs=args.budget_epochs, work_dir=args.work_dir, search=args.search == "on",
                       keep_checkpoints=args.keep_checkpoints, machine_label=args.machine, fail_fast=args.fail_fast,
                       registry=registry)
     if not args.report_only:
         log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
-        bench.run_all()
+        with cli.recbole_cmd_line({}):  # every config key reaches the runs as cli_config, none via sys.argv
+            bench.run_all()
     result = report(bench.out_dir, args.dataset, names, registry)
     if result:
         log(f"table: {os.path.join(bench.out_dir, 'results.md')}")
@@ -818,4 +818,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() is not None else 1)
+    sys.exit(cli.run_main(lambda argv: 0 if main(argv) is not None else 1, prog="python -m recbole_saerec.experiments.benchmark"))

@@ -3,11 +3,13 @@
 
 The config is the plugin's ``Config`` with ``model=SAERec``, so the usual chain
 applies (RecBole yaml -> plugin overall / SAERec.yaml / dataset yaml ->
-config files -> command line); RecBole itself parses every ``--key=value``.
+config files -> command line); every other ``--key=value`` is a config key.
 """
 import argparse
 import os
 import sys
+
+from recbole_saerec import cli
 
 
 def main(argv=None):
@@ -18,27 +20,28 @@ def main(argv=None):
                         help="build: corpus -> encoder -> SAE -> words -> judge -> artefacts")
     parser.add_argument("--dataset", "-d", required=True, help="RecBole dataset name (e.g. ml-100k)")
     parser.add_argument("--model", default="SAERec", help="model whose yaml supplies the defaults (default SAERec)")
-    parser.add_argument("--config_files", default=None, help="comma- or space-separated yaml files")
+    parser.add_argument("--config_files", default=None,
+                        help="comma- or space-separated yaml files (working folder, then the package's properties/)")
     parser.add_argument("--intent_dir", default=None,
                         help="output directory (default <intent_root>/<dataset>/<intent_tag>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args, rest = parser.parse_known_args(argv)
+    keys = cli.config_args(rest)
+    files = cli.config_files(args.config_files)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # RecBole's Config reads --key=value from sys.argv itself: hand it only those.
-    sys.argv = [sys.argv[0]] + [a for a in rest if a.startswith("--")]
     from recbole.utils import init_logger, init_seed
 
     from recbole_saerec.config import Config
     from recbole_saerec.intents.build import build_intents
 
-    files = [f for f in (args.config_files or "").replace(",", " ").split() if f] or None
     config_dict = {"intent_dir": args.intent_dir} if args.intent_dir else None
-    config = Config(model=args.model, dataset=args.dataset, config_file_list=files, config_dict=config_dict)
+    with cli.recbole_cmd_line(keys):
+        config = Config(model=args.model, dataset=args.dataset, config_file_list=files, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     build_intents(config, intent_dir=args.intent_dir, progress=not args.quiet)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run_main(main, prog="python -m recbole_saerec.intents"))

@@ -1,0 +1,69 @@
+"""Which checkpoint a command means, and reading it: shared by explain, steer, probe (and guided).
+
+A command accepts a ``.pth`` file or a folder: a benchmark run folder
+(``<work_dir>/<run_id>/``, where the benchmark keeps each run's valid-selected checkpoint) or any
+``checkpoint_dir`` holding exactly one model checkpoint. Reading goes through
+:func:`recbole_saerec.trainer.load_checkpoint`, which refuses arbitrary pickles unless the
+caller trusts the file (``--trust_checkpoint``; a run trusts the file it wrote itself).
+"""
+import glob
+import os
+
+from recbole_saerec.cli import UsageError, recbole_cmd_line
+
+# Files a run folder may hold besides the model checkpoint: S3Rec's stage-1 weights, and the
+# training state of an unfinished resumable run (trainer.RESUME_SUFFIX).
+NOT_MODEL_CHECKPOINTS = {"pretrained.pth"}
+
+
+def _model_checkpoints(pattern):
+    from recbole_saerec.trainer import RESUME_SUFFIX
+
+    return sorted(p for p in glob.glob(pattern)
+                  if os.path.basename(p) not in NOT_MODEL_CHECKPOINTS and not p.endswith(RESUME_SUFFIX))
+
+
+def resolve_checkpoint(path):
+    """A ``.pth`` path, or a folder holding exactly one model checkpoint (directly or one level down)."""
+    path = str(path)
+    if os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        raise UsageError(f"no checkpoint at {path} (relative to the working folder {os.getcwd()}); give a .pth "
+                         f"file or a benchmark run folder (<work_dir>/<run_id>, kept by default)")
+    found = _model_checkpoints(os.path.join(path, "*.pth")) or _model_checkpoints(os.path.join(path, "*", "*.pth"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"no .pth checkpoint in {path} or its sub-folders (a benchmark run with "
+                         f"--drop_checkpoints keeps none: rerun it without that flag)")
+    shown = "\n  ".join(found[:10]) + ("\n  ..." if len(found) > 10 else "")
+    raise UsageError(f"{path} holds {len(found)} checkpoints; pass one of them:\n  {shown}")
+
+
+def read_checkpoint(path, trust=False, map_location="cpu"):
+    """The checkpoint dict of `path` (file or folder, see :func:`resolve_checkpoint`), with ``path`` set to the file."""
+    from recbole_saerec.trainer import load_checkpoint
+
+    file = resolve_checkpoint(path)
+    saved = load_checkpoint(file, map_location, trust=trust)
+    saved["path"] = file
+    return saved
+
+
+def checkpoint_config(saved, config_dict=None):
+    """The run's Config from a checkpoint (trainer.checkpoint_config), built from the checkpoint's
+    settings only: this command's own flags (--user, --checkpoint ...) are not config keys."""
+    from recbole_saerec.trainer import checkpoint_config as from_checkpoint
+
+    with recbole_cmd_line({}):
+        return from_checkpoint(saved, config_dict)
+
+
+def add_checkpoint_args(parser, what="a trained model"):
+    """The --checkpoint and --trust_checkpoint flags, worded the same in every command."""
+    parser.add_argument("--checkpoint", required=True,
+                        help=f"{what}: a .pth file, or a benchmark run folder holding one")
+    parser.add_argument("--trust_checkpoint", action="store_true",
+                        help="allow a full (pickled) checkpoint: only for files you or your own runs wrote, since "
+                             "unpickling can run code")
