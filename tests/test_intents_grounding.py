@@ -41,7 +41,7 @@ CORPUS = ["mascara mascara lengthening mascara", "sausage sauce sauna", "actuall
 
 def test_fragment_reasons_on_hand_made_words():
     lex = Lexicon(CORPUS)
-    assert lex.whole("mascara") == 3 and lex.inside("lip") == 2  # lips, lipstick
+    assert lex.whole("mascara") == 3 and lex.inside("lip") == 1  # lipstick; "lips" is an inflection
     assert fragment_reason("ara", lex).startswith("not a corpus word")  # never a whole token
     assert fragment_reason("hr", lex) == "too short"
     assert fragment_reason("brr", lex) == "no vowel"
@@ -161,3 +161,10 @@ def test_kept_none_hint_never_repeats_the_rule_in_force():
     assert "intent_grounded_auc (now 0.9)" in hint and "--intent_keep=grounded " not in hint + " "
     hint = _widen_hint({"intent_grounded_auc": 0.8}, "grounded+yes")
     assert "--intent_keep=grounded+probably" in hint and "grounded+yes" not in hint
+
+
+def test_inflections_and_known_words_are_not_pieces():
+    lex = Lexicon(["tool"] + ["tools"] * 40 + ["air"] + ["hair"] * 40)
+    assert fragment_reason("tool", lex) is None  # 'tools' is its plural, not a longer word
+    assert fragment_reason("air", lex).startswith("sub-word piece")
+    assert fragment_reason("air", lex, known_words={"air"}) is None

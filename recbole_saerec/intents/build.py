@@ -171,11 +171,13 @@ def ground_latents(config, judge, encoder, texts, x, text_codes, directions, ali
     words in the explanation only when a language model wrote it (the offline summary is
     three of the words).
     """
-    from recbole_saerec.intents.grounding import Lexicon, apply_fragment_guard, fragment_words, grounding_scores
+    from recbole_saerec.intents.grounding import (Lexicon, apply_fragment_guard, fragment_words, grounding_scores,
+                                                  tokenizer_words)
 
     max_frac = float(_cfg(config, "intent_fragment_max", 0.5))
     frags = fragment_words(words, Lexicon(texts), min_len=int(_cfg(config, "intent_fragment_min_len", 3)),
-                           piece_ratio=float(_cfg(config, "intent_fragment_piece_ratio", 0.05)))
+                           piece_ratio=float(_cfg(config, "intent_fragment_piece_ratio", 0.05)),
+                           known_words=tokenizer_words(encoder))
     verdicts = apply_fragment_guard(verdicts, frags, words, max_frac)
     index = {w: i for i, w in enumerate(vocab)}
     word_emb = np.asarray(word_emb, dtype=np.float32)

@@ -28,6 +28,7 @@ import numpy as np
 
 _TOKEN = re.compile(r"[^\W\d_]+")
 _ASCII_VOWEL = re.compile(r"[aeiouy]")
+INFLECTIONS = ("s", "es", "d", "ed", "r", "er", "ers", "rs", "ing", "ly")
 
 
 # ----------------------------------------------------------------------------- detection
@@ -85,19 +86,26 @@ class Lexicon:
         return int(self.counts.get(word, 0))
 
     def inside(self, word):
-        """Occurrences of LONGER tokens that start or end with ``word`` ('ara' in 'mascara')."""
+        """Occurrences of LONGER tokens that start or end with ``word`` ('ara' in 'mascara').
+
+        The word's own inflections (``word`` + s, es, d, ed, r, er, ers, rs, ing, ly) do not
+        count: 'tools' does not make 'tool' a piece.
+        """
         w = self.whole(word)
-        return (self._range_count(self._fwd, self._fwd_cum, word) - w
+        inflected = sum(self.whole(word + suffix) for suffix in INFLECTIONS)
+        return (self._range_count(self._fwd, self._fwd_cum, word) - w - inflected
                 + self._range_count(self._rev, self._rev_cum, word[::-1]) - w)
 
 
-def fragment_reason(word, lexicon, min_len=3, piece_ratio=0.05):
+def fragment_reason(word, lexicon, min_len=3, piece_ratio=0.05, known_words=None):
     """Why ``word`` is a fragment or non-word, or None when it is a word.
 
     Rules, in order: shorter than ``min_len`` letters; not letters only; an ASCII word
     without a vowel (a, e, i, o, u, y); not a whole token of the corpus (``lexicon``);
     a sub-word piece: its whole-token count is below ``piece_ratio`` times the count of
-    longer corpus tokens that start or end with it ("ara" vs "mascara").
+    longer corpus tokens that start or end with it ("ara" vs "mascara") -- unless it is in
+    ``known_words`` (e.g. the whole-word entries of the encoder's tokenizer vocabulary:
+    "air" is a word although "hair" is far more frequent).
     """
     w = str(word).strip().lower()
     if len(w) < min_len:
@@ -112,12 +120,12 @@ def fragment_reason(word, lexicon, min_len=3, piece_ratio=0.05):
     if whole == 0:
         return "not a corpus word"
     inside = lexicon.inside(w)
-    if whole < piece_ratio * inside:
+    if whole < piece_ratio * inside and not (known_words and w in known_words):
         return f"sub-word piece ({whole} whole vs {inside} inside longer words)"
     return None
 
 
-def fragment_words(latent_words, lexicon, min_len=3, piece_ratio=0.05):
+def fragment_words(latent_words, lexicon, min_len=3, piece_ratio=0.05, known_words=None):
     """Per latent: the list of its words that are fragments (see :func:`fragment_reason`)."""
     cache = {}
     out = []
@@ -125,7 +133,7 @@ def fragment_words(latent_words, lexicon, min_len=3, piece_ratio=0.05):
         bad = []
         for w in words:
             if w not in cache:
-                cache[w] = fragment_reason(w, lexicon, min_len, piece_ratio)
+                cache[w] = fragment_reason(w, lexicon, min_len, piece_ratio, known_words)
             if cache[w] is not None:
                 bad.append(w)
         out.append(bad)
@@ -146,6 +154,16 @@ def apply_fragment_guard(verdicts, fragments, latent_words, max_fraction=0.5):
             v["verdict"] = "No"
         out.append(v)
     return out
+
+
+def tokenizer_words(encoder):
+    """Whole-word entries of the encoder's tokenizer vocabulary (WordPiece: no '##'), or None if it has none."""
+    tok = getattr(encoder, "tokenizer", None) or getattr(getattr(encoder, "model", None), "tokenizer", None)
+    try:
+        vocab = tok.get_vocab()
+    except AttributeError:
+        return None
+    return frozenset(w for w in vocab if w.isalpha() and w.islower())
 
 
 # ----------------------------------------------------------------------------- grounding
