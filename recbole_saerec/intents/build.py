@@ -166,7 +166,8 @@ def ground_latents(config, judge, encoder, texts, x, text_codes, directions, ali
     """Fragment guard + detection AUROC for every live latent (``recbole_saerec.intents.grounding``).
 
     Returns (verdicts with the guard applied, per latent ``{"detection_auc", "grounded",
-    "fragments", "fragment_fraction", ...}``). ``grounded`` = AUROC >= ``intent_grounded_auc``
+    "fragments", "fragment_fraction", ...}``, the median AUROC when every latent is explained
+    by another latent's words: the protocol's chance level, a control). ``grounded`` = AUROC >= ``intent_grounded_auc``
     and no more than ``intent_fragment_max`` of the words are fragments. The summary joins the
     words in the explanation only when a language model wrote it (the offline summary is
     three of the words).
@@ -189,19 +190,30 @@ def ground_latents(config, judge, encoder, texts, x, text_codes, directions, ali
         enc = dict(zip(filled, np.asarray(encoder.encode(filled), dtype=np.float32))) if filled else {}
         summary_vecs = [enc.get(s) for s in summaries]
     seed = int(_cfg(config, "sae_seed", _cfg(config, "seed", 2020)))
-    scores = grounding_scores(text_codes, np.asarray(x, dtype=np.float32), alive, word_vecs,
-                              np.asarray(directions, dtype=np.float32), summary_vecs=summary_vecs,
-                              n_examples=int(_cfg(config, "grounding_examples", 20)),
-                              min_held=int(_cfg(config, "grounding_min_held", 3)),
-                              n_background=int(_cfg(config, "grounding_background", 512)),
-                              hard_latents=int(_cfg(config, "grounding_hard_latents", 5)), seed=seed)
+
+    def score(vecs, summaries):
+        return grounding_scores(text_codes, np.asarray(x, dtype=np.float32), alive, vecs,
+                                np.asarray(directions, dtype=np.float32), summary_vecs=summaries,
+                                n_examples=int(_cfg(config, "grounding_examples", 20)),
+                                min_held=int(_cfg(config, "grounding_min_held", 3)),
+                                n_background=int(_cfg(config, "grounding_background", 512)),
+                                hard_latents=int(_cfg(config, "grounding_hard_latents", 5)), seed=seed)
+
+    scores = score(word_vecs, summary_vecs)
+    # chance level of this very protocol: every latent explained by ANOTHER latent's words
+    perm = np.random.default_rng(seed).permutation(len(alive))
+    other = np.empty_like(perm)
+    other[perm] = np.roll(perm, -1)  # a cycle through all latents: nobody keeps its own words
+    control = [r["detection_auc"] for r in score([word_vecs[i] for i in other], None)]
+    control = [c for c in control if c is not None]
+    control = round(float(np.median(control)), 4) if control else None
     threshold = float(_cfg(config, "intent_grounded_auc", 0.8))
     out = []
     for g, v in zip(scores, verdicts):
         auc = g["detection_auc"]
         out.append({**g, "fragments": v["fragments"], "fragment_fraction": v["fragment_fraction"],
                     "grounded": auc is not None and auc >= threshold and v["fragment_fraction"] <= max_frac})
-    return verdicts, out
+    return verdicts, out, control
 
 
 def _grounding_fields(g):
@@ -465,7 +477,7 @@ def _build_locked(config, intent_dir, progress):
     t = time.time()
     judge = make_judge(config, encoder=encoder, word_vectors=(vocab, word_emb))
     verdicts = judge.judge_many(words, cache_path=os.path.join(cache_dir, "judge.jsonl"), progress=progress)
-    verdicts, grounding = ground_latents(config, judge, encoder, corpus.texts, x, text_codes, directions, alive,
+    verdicts, grounding, shuffled_auc = ground_latents(config, judge, encoder, corpus.texts, x, text_codes, directions, alive,
                                          words, verdicts, vocab, word_emb)
     kept_mask = [keep_rule(v["verdict"], rule, grounded=g["grounded"]) for v, g in zip(verdicts, grounding)]
     kept = [j for j, k in zip(alive, kept_mask) if k]
@@ -511,7 +523,7 @@ def _build_locked(config, intent_dir, progress):
     verdict_counts = {v: c for v, c in Counter(x["verdict"] for x in all_latents).items()}
     stats = {"fvu": metrics["fvu"], "l0": metrics["l0"], "dead_fraction": metrics["dead_fraction"],
              "n_latents": int(n_latents), "n_alive": len(alive), "n_kept": len(kept), "verdicts": verdict_counts,
-             "grounding": grounding_summary(all_latents), "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
+             "grounding": {**grounding_summary(all_latents), "median_auc_shuffled_words": shuffled_auc}, "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
              "bf16_min_cos": encoder.bf16_cos, "timings": timings}
     header = (f"dataset **{dataset_name}**, corpus {corpus.source} ({len(corpus.texts)} texts), encoder "
               f"`{encoder.name}`, {method} M={n_latents} k={k_value}: FVU {metrics['fvu']:.3f}, "
