@@ -320,3 +320,16 @@ def test_category_sweep_on_the_tiny_checkpoint(trained):
     assert torch.equal(bundle.model.steer_weights, torch.ones(bundle.model.n_intents))
     with pytest.raises(ValueError, match="weight 1"):
         steer.category_sweep(bundle, weight=1.0)
+
+
+def test_category_sweep_cli(trained, tmp_path, capsys):
+    _, result, _ = trained
+    out = str(tmp_path / "sweep.json")
+    rep = steer.main(["--checkpoint", result["saved_model_file"], "--categories", "2", "--weight", "50",
+                      "--mode", "score", "--min_share", "0.4", "--json", out])
+    assert len(rep["categories"]) == 2 and "Expected sign for" in capsys.readouterr().out
+    with open(out) as f:
+        assert json.load(f)["n_categories"] == 2
+    for argv in (["--weight", "2"], ["--categories", "2", "--match", "x"], ["--categories", "2", "--weight", "2,3"]):
+        with pytest.raises(SystemExit, match="error"):
+            steer.main(["--checkpoint", result["saved_model_file"]] + argv)

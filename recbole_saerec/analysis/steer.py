@@ -378,32 +378,25 @@ def main(argv=None):
         sys.exit("error: weights must be finite numbers.")
     if (args.match is None) == (args.categories is None):
         sys.exit("error: give --match (select intents by words) or --categories N (by the items they fire on).")
+    if args.categories is not None and len(weights) != 1:
+        sys.exit("error: --categories takes one --weight.")
     bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device)
-    if args.categories is not None:
-        if len(weights) != 1:
-            sys.exit("error: --categories takes one --weight.")
-        try:
+    try:
+        if args.categories is not None:
             rep = category_sweep(bundle, args.categories, weights[0], category_field=args.category_field,
                                  topk=args.topk, mode=args.mode, sep=args.category_sep, min_share=args.min_share,
                                  batch_size=args.batch_size)
-        except ValueError as exc:
-            sys.exit(f"error: {exc}")
-        print(format_sweep(rep))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(rep, f, indent=1, ensure_ascii=False)
-        return rep
-    try:
-        rep = steer_report(bundle, args.match, weights, field=args.field, category_field=args.category_field,
-                           topk=args.topk, target_categories=args.target_category, mode=args.mode,
-                           sep=args.category_sep, batch_size=args.batch_size)
+        else:
+            rep = steer_report(bundle, args.match, weights, field=args.field, category_field=args.category_field,
+                               topk=args.topk, target_categories=args.target_category, mode=args.mode,
+                               sep=args.category_sep, batch_size=args.batch_size)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    print(format_report(rep))
+    print(format_sweep(rep) if args.categories is not None else format_report(rep))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rep, f, indent=1, ensure_ascii=False)
-    if args.png:
+    if args.png and args.categories is None:
         plot_report(rep, args.png)
     return rep
 
