@@ -168,3 +168,12 @@ def test_inflections_and_known_words_are_not_pieces():
     assert fragment_reason("tool", lex) is None  # 'tools' is its plural, not a longer word
     assert fragment_reason("air", lex).startswith("sub-word piece")
     assert fragment_reason("air", lex, known_words={"air"}) is None
+
+
+def test_an_lm_summary_joins_the_explanation():
+    x, codes, topics = _topic_case()
+    wrong = [topics[[2]]]  # latent 1 fires on topic 1 but its words say topic 2
+    alone = grounding_scores(codes, x, [1], wrong, topics, n_examples=5, n_background=30, seed=0)[0]
+    helped = grounding_scores(codes, x, [1], wrong, topics, summary_vecs=[topics[1]], n_examples=5,
+                              n_background=30, seed=0)[0]
+    assert alone["detection_auc"] < 0.5 < helped["detection_auc"]

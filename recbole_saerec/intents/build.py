@@ -221,7 +221,7 @@ def _grounding_fields(g):
             "fragment_fraction": g["fragment_fraction"]}
 
 
-def grounding_summary(all_latents):
+def grounding_summary(all_latents, max_fraction):
     """Median detection AUROC of kept vs dropped latents, and how many of each are mostly fragments."""
     def med(rows):
         vals = [r["detection_auc"] for r in rows if r["detection_auc"] is not None]
@@ -231,8 +231,8 @@ def grounding_summary(all_latents):
     dropped = [r for r in all_latents if not r["kept"]]
     return {"median_auc_kept": med(kept), "median_auc_dropped": med(dropped),
             "grounded": sum(r["grounded"] for r in all_latents),
-            "fragment_latents": sum(r["fragment_fraction"] > 0.5 for r in all_latents),
-            "fragment_latents_kept": sum(r["fragment_fraction"] > 0.5 for r in kept),
+            "fragment_latents": sum(r["fragment_fraction"] > max_fraction for r in all_latents),
+            "fragment_latents_kept": sum(r["fragment_fraction"] > max_fraction for r in kept),
             "latents_with_a_fragment_kept": sum(bool(r["fragments"]) for r in kept)}
 
 
@@ -523,7 +523,8 @@ def _build_locked(config, intent_dir, progress):
     verdict_counts = {v: c for v, c in Counter(x["verdict"] for x in all_latents).items()}
     stats = {"fvu": metrics["fvu"], "l0": metrics["l0"], "dead_fraction": metrics["dead_fraction"],
              "n_latents": int(n_latents), "n_alive": len(alive), "n_kept": len(kept), "verdicts": verdict_counts,
-             "grounding": {**grounding_summary(all_latents), "median_auc_shuffled_words": shuffled_auc}, "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
+             "grounding": {**grounding_summary(all_latents, float(_cfg(config, "intent_fragment_max", 0.5))),
+                           "median_auc_shuffled_words": shuffled_auc}, "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
              "bf16_min_cos": encoder.bf16_cos, "timings": timings}
     header = (f"dataset **{dataset_name}**, corpus {corpus.source} ({len(corpus.texts)} texts), encoder "
               f"`{encoder.name}`, {method} M={n_latents} k={k_value}: FVU {metrics['fvu']:.3f}, "
