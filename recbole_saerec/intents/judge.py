@@ -47,6 +47,8 @@ KEEP_RULES = {
     "maybe": ("Yes", "Probably", "Maybe"),
     "none": VERDICTS,
 }
+# every intent_keep value: the verdict rules, the grounding test alone, and both together
+KEEP_RULE_NAMES = tuple(KEEP_RULES) + ("grounded", "grounded+yes", "grounded+probably", "grounded+maybe")
 BACKENDS = ("offline", "openai", "llama_cpp")
 PROMPT_VERSION = 1
 
@@ -98,7 +100,7 @@ def parse_keep_rule(rule):
     parts = sorted({p.strip() for p in str(rule).strip().lower().split("+") if p.strip()})
     grounded = "grounded" in parts
     rest = [p for p in parts if p != "grounded"]
-    options = ", ".join(list(KEEP_RULES) + ["grounded", "grounded+yes", "grounded+probably", "grounded+maybe"])
+    options = ", ".join(KEEP_RULE_NAMES)
     if len(rest) > 1 or (rest and rest[0] not in KEEP_RULES) or (grounded and rest == ["none"]) or not parts:
         raise ValueError(f"intent_keep={rule!r}: choose one of {options}.")
     if rest:
