@@ -24,7 +24,7 @@ def test_detection_auroc_and_accuracy_known_answers():
 
 
 def test_probe_verification_is_the_shared_detection_score():
-    from recbole_saerec import probe as P
+    from recbole_saerec.analysis import probe as P
 
     mask = np.array([False, True, True, False, False, False])
     pos = np.array([[1, 2, 3], [1, 4, 5], [3, 4, 5]])

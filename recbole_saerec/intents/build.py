@@ -41,8 +41,9 @@ from recbole_saerec.intents.encode import cache_key, encode_cached, make_encoder
 
 VERDICT_ORDER = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
 # the settings of the fragment guard and the grounding score (SAERec.yaml, intent judge section)
-GROUNDING_KEYS = ("intent_grounded_auc", "intent_fragment_max", "intent_fragment_min_len", "intent_fragment_piece_ratio",
-                  "grounding_examples", "grounding_min_held", "grounding_background", "grounding_hard_latents")
+GROUNDING_KEYS = ("intent_grounded_auc", "intent_fragment_max", "intent_fragment_min_len",
+                  "intent_fragment_piece_ratio", "grounding_examples", "grounding_min_held", "grounding_background",
+                  "grounding_hard_latents")
 
 
 def _sha(obj):
@@ -477,8 +478,8 @@ def _build_locked(config, intent_dir, progress):
     t = time.time()
     judge = make_judge(config, encoder=encoder, word_vectors=(vocab, word_emb))
     verdicts = judge.judge_many(words, cache_path=os.path.join(cache_dir, "judge.jsonl"), progress=progress)
-    verdicts, grounding, shuffled_auc = ground_latents(config, judge, encoder, corpus.texts, x, text_codes, directions, alive,
-                                         words, verdicts, vocab, word_emb)
+    verdicts, grounding, shuffled_auc = ground_latents(config, judge, encoder, corpus.texts, x, text_codes,
+                                                       directions, alive, words, verdicts, vocab, word_emb)
     kept_mask = [keep_rule(v["verdict"], rule, grounded=g["grounded"]) for v, g in zip(verdicts, grounding)]
     kept = [j for j, k in zip(alive, kept_mask) if k]
     timings["judge_s"] = round(time.time() - t, 1)
@@ -524,7 +525,8 @@ def _build_locked(config, intent_dir, progress):
     stats = {"fvu": metrics["fvu"], "l0": metrics["l0"], "dead_fraction": metrics["dead_fraction"],
              "n_latents": int(n_latents), "n_alive": len(alive), "n_kept": len(kept), "verdicts": verdict_counts,
              "grounding": {**grounding_summary(all_latents, float(_cfg(config, "intent_fragment_max", 0.5))),
-                           "median_auc_shuffled_words": shuffled_auc}, "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
+                           "median_auc_shuffled_words": shuffled_auc},
+             "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
              "bf16_min_cos": encoder.bf16_cos, "timings": timings}
     header = (f"dataset **{dataset_name}**, corpus {corpus.source} ({len(corpus.texts)} texts), encoder "
               f"`{encoder.name}`, {method} M={n_latents} k={k_value}: FVU {metrics['fvu']:.3f}, "
