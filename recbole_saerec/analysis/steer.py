@@ -4,6 +4,11 @@
         --category_field categories --topk 10 [--json report.json] [--png report.png]
     python -m recbole_saerec.analysis.steer --checkpoint=... --match=horror --field words --weight 0,0.5,2,4 \
         --category_field class
+    python -m recbole_saerec.analysis.steer --checkpoint=... --categories 10 --weight 2   # by what intents fire on
+
+With ``--categories N`` (:func:`category_sweep`) step 1 instead picks, for each of the N
+largest categories, the intents whose activating items are mostly of that category, and the
+report counts the categories that moved with the expected sign. Otherwise:
 
 1. Select the intents whose catalogue words (``--field words``), summary (``summary``) or
    either (``both``, default) contain any of the comma-separated ``--match`` substrings
