@@ -22,7 +22,7 @@ import os
 import re
 from logging import getLogger
 
-from recbole_saerec.intents.judge import BACKENDS, KEEP_RULES
+from recbole_saerec.intents.judge import BACKENDS, KEEP_RULE_NAMES
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 ANY = "any"
@@ -64,8 +64,11 @@ RULES = {
     "resume_state": (True, False),
     "autocast_bf16": ANY, "pack_tokens": ANY, "compile": ANY,
     # --- intent judge ---
-    # 'grounded' is helper h15's rule; True is what YAML 1.1 makes of an unquoted `yes`
-    "intent_keep": tuple(KEEP_RULES) + ("grounded", True),
+    # True is what YAML 1.1 makes of an unquoted `yes`
+    "intent_keep": tuple(KEEP_RULE_NAMES) + (True,),
+    "intent_grounded_auc": "[0, 1]", "intent_fragment_max": "[0, 1]", "intent_fragment_min_len": POSITIVE_INT,
+    "intent_fragment_piece_ratio": NON_NEGATIVE, "grounding_examples": POSITIVE_INT,
+    "grounding_min_held": POSITIVE_INT, "grounding_background": POSITIVE_INT, "grounding_hard_latents": NON_NEGATIVE,
     "judge_backend": tuple(BACKENDS) + ("llamacpp", "llama-cpp"),
     "judge_base_url": ANY, "judge_model": ANY, "judge_api_key_env": ANY,
     "judge_max_retries": NON_NEGATIVE, "judge_timeout": POSITIVE, "judge_max_tokens": POSITIVE_INT,

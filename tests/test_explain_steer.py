@@ -292,3 +292,53 @@ def test_retrieval_summary_of_a_trained_model_matches_its_explanations(trained):
     rows = {p["row"] for e in es for p in e["personal_intents"]}
     assert s["distinct_personal_intents"] == len(rows)
     assert 0 < s["most_common_set_share"] <= 1 and 0 <= s["personal_also_public"] <= 1
+
+
+# ------------------------------------------------------------------ steering by what intents fire on
+def test_intent_category_shares_and_selection_hand_built():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    # items 1-4 (0 = padding); categories: A = items 1, 2; B = items 3, 4; 'Root' = all
+    cats = np.array([[0, 0, 0], [1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 1, 1]], dtype=np.float32)
+    # intent 0 fires on items 1, 2 (all A); intent 1 on 1 and 3 equally; intent 2 mostly on B
+    act = torch.tensor([[0, 0, 0], [1.0, 0.5, 0], [1.0, 0, 0.1], [0, 0.5, 0.9], [0, 0, 1.0]])
+    shares = steer.intent_category_shares(SimpleNamespace(item_intent_activations=act.to_sparse()), cats)
+    assert np.allclose(shares[:, 0], [1.0, 0.5, 0.1 / 2.0]) and np.allclose(shares[:, 2], 1.0)
+    base = cats[1:].mean(0)  # 0.5, 0.5, 1.0
+    assert steer.select_by_category(shares, 0, base[0], min_share=0.5, min_lift=1.0) == [0, 1]
+    assert steer.select_by_category(shares, 0, base[0], min_share=0.6, min_lift=1.0) == [0]
+    assert steer.select_by_category(shares, 1, base[1], min_share=0.6, min_lift=1.0) == [2]
+    assert steer.select_by_category(shares, 2, base[2], min_share=0.5, min_lift=2.0) == []  # carried by all
+
+
+def test_category_sweep_on_the_tiny_checkpoint(trained):
+    _, _, bundle = trained
+    rep = steer.category_sweep(bundle, n_categories=10, weight=50.0, category_field="categories", mode="score",
+                               min_share=0.4, min_lift=1.0)
+    assert rep["skipped_categories"] == ["Beauty"]  # every item carries it
+    assert sorted(r["category"] for r in rep["categories"]) == ["Haircare", "Makeup", "Skincare"]
+    assert rep["n_expected_sign"] == sum(r["expected_sign"] for r in rep["categories"])
+    moved = [r for r in rep["categories"] if r["intents"]]
+    assert moved and all(r["expected_sign"] and r["change"] > 0 for r in moved)
+    for r in rep["categories"]:
+        if not r["intents"]:
+            assert r["change"] == 0 and not r["expected_sign"]
+    assert "Expected sign for" in steer.format_sweep(rep)
+    assert torch.equal(bundle.model.steer_weights, torch.ones(bundle.model.n_intents))
+    with pytest.raises(ValueError, match="weight 1"):
+        steer.category_sweep(bundle, weight=1.0)
+
+
+def test_category_sweep_cli(trained, tmp_path, capsys):
+    _, result, _ = trained
+    out = str(tmp_path / "sweep.json")
+    rep = steer.main(["--checkpoint", result["saved_model_file"], "--categories", "2", "--weight", "50",
+                      "--mode", "score", "--min_share", "0.4", "--json", out])
+    assert len(rep["categories"]) == 2 and "Expected sign for" in capsys.readouterr().out
+    with open(out) as f:
+        assert json.load(f)["n_categories"] == 2
+    for argv in (["--weight", "2"], ["--categories", "2", "--match", "x"], ["--categories", "2", "--weight", "2,3"]):
+        with pytest.raises(SystemExit, match="error"):
+            steer.main(["--checkpoint", result["saved_model_file"]] + argv)

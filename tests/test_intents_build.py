@@ -177,7 +177,8 @@ def test_build_end_to_end_sae_and_kmeans(tmp_path, monkeypatch):
     write_dataset(root, "tiny", reviews=False, item_rows=rows)
     out = os.path.join(root, "intents")
     common = dict(sae_n_latents=24, sae_k=3, sae_steps=150, intent_keep="none", intent_vocab_min_count=2,
-                  intent_top_words=5, intent_item_topr=4, intent_cache_dir=os.path.join(root, "cache"))
+                  intent_top_words=5, intent_item_topr=4, intent_cache_dir=os.path.join(root, "cache"),
+                  grounding_min_held=1, grounding_examples=3)  # 15 texts: a latent fires on a few
     manifest = build_intents(make_config(root, "tiny", **common), intent_dir=out, progress=False)
     fp = manifest["fingerprint"]
     assert fp["dataset"] == "tiny" and fp["method"] == "sae" and fp["n_latents"] == 24 and fp["k"] == 3
@@ -191,8 +192,26 @@ def test_build_end_to_end_sae_and_kmeans(tmp_path, monkeypatch):
     pos = arte.item_tokens.index("i15")
     assert (arte.indices[pos] == -1).all()  # the item without text has no intents
     assert (arte.indices[arte.item_tokens.index("i1")] >= 0).any()
-    for name in ("catalogue.md", "catalogue.csv", "all_latents.csv", "tiny.itemintent", "intent_catalogue.png"):
+    for name in ("catalogue.md", "catalogue.csv", "all_latents.csv", "tiny.itemintent", "intent_catalogue.png",
+                 "grounding.png"):
         assert os.path.isfile(os.path.join(out, name)), name
+    # the grounding score is stored next to the verdict; the grounded rule keeps exactly the grounded latents
+    assert {"detection_auc", "grounded", "fragments", "fragment_fraction"} <= set(arte.catalogue[0])
+    g = stats["grounding"]
+    assert g["grounded"] == sum(c["grounded"] for c in arte.catalogue) and g["median_auc_shuffled_words"] is not None
+    threshold = sorted(c["detection_auc"] for c in arte.catalogue if c["detection_auc"] is not None)[-2]
+    gout = os.path.join(root, "grounded")
+    gman = build_intents(make_config(root, "tiny", **dict(common, intent_keep="grounded",
+                                                          intent_grounded_auc=threshold)),
+                         intent_dir=gout, progress=False)
+    garte = load_artefacts(gout, "tiny", item_tokens=tokens)
+    assert gman["fingerprint"]["grounding"]["intent_grounded_auc"] == threshold
+    assert sorted(c["latent_id"] for c in garte.catalogue) == sorted(
+        c["latent_id"] for c in arte.catalogue if c["grounded"])
+    assert all(c["detection_auc"] >= threshold for c in garte.catalogue)
+    with pytest.raises(ValueError, match="intent_keep='nothing'"):  # refused before any work
+        build_intents(make_config(root, "tiny", **dict(common, intent_keep="nothing")), intent_dir=gout,
+                      progress=False)
     # skincare items share their strongest intent more often than skincare vs nails items do
     top = {t: int(arte.indices[i][0]) for i, t in enumerate(arte.item_tokens) if arte.indices[i][0] >= 0}
     same = np.mean([top[f"i{a}"] == top[f"i{b}"] for a in range(1, 6) for b in range(1, 6) if a < b])

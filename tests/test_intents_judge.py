@@ -213,6 +213,33 @@ def test_openai_backend_garbage_answer_and_wrong_path(openai_server, monkeypatch
         bad.judge_many([["a2"]], progress=False)
 
 
+def test_garbage_and_server_errors_are_not_cached(openai_server, tmp_path, monkeypatch):
+    """A server that answers garbage, then one that fails with HTTP 500: nothing is cached;
+    the same cache against a working server judges everything afresh."""
+    cache = str(tmp_path / "v.jsonl")
+    words = [["sunscreen", "spf"], ["lipstick", "gloss"]]
+    monkeypatch.setattr(_FakeOpenAI, "answer", "I'd rather talk about the weather.")
+    judge = OpenAIJudge(base_url=openai_server, model="m", max_retries=0, timeout=5)
+    assert [r["verdict"] for r in judge.judge_many(words, cache_path=cache, progress=False)] == ["Cannot tell"] * 2
+    assert not os.path.exists(cache) or open(cache).read().strip() == ""
+
+    def fail(handler):
+        handler.send_response(500)
+        handler.end_headers()
+        handler.wfile.write(b"overloaded")
+
+    monkeypatch.setattr(_FakeOpenAI, "do_POST", fail)
+    with pytest.raises(JudgeError, match="HTTP 500"):
+        OpenAIJudge(base_url=openai_server, model="m", max_retries=1, timeout=5, retry_wait=0).judge_many(
+            words, cache_path=cache, progress=False)
+    monkeypatch.undo()
+    _FakeOpenAI.requests = []
+    out = OpenAIJudge(base_url=openai_server, model="m", timeout=5).judge_many(words, cache_path=cache, progress=False)
+    assert [r["verdict"] for r in out] == ["Yes", "Yes"] and len(_FakeOpenAI.requests) == 2
+    with open(cache) as f:
+        assert len(f.read().splitlines()) == 2
+
+
 def test_openai_backend_unreachable_server_clear_error():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -507,12 +507,17 @@ def presence(item_mask, lists):
 
 
 def verify_concept(item_mask, pos_lists, neg_lists, base_rate):
-    """Predict 'activating' iff a case's presence > base_rate; confidence = accuracy on pos + neg cases."""
-    p, q = presence(item_mask, pos_lists), presence(item_mask, neg_lists)
-    tp, tn = int((p > base_rate).sum()), int((q <= base_rate).sum())
-    n = len(p) + len(q)
-    return {"confidence": (tp + tn) / n if n else float("nan"), "tp": tp, "tn": tn,
-            "n_pos": len(p), "n_neg": len(q)}
+    """Predict 'activating' iff a case's presence > base_rate; confidence = accuracy on pos + neg cases.
+
+    The project's one "does this concept predict activation" test
+    (``recbole_saerec.intents.grounding.detection_score``, also the intent judge's
+    grounding score); ``auroc`` is reported beside the accuracy.
+    """
+    from recbole_saerec.intents.grounding import detection_score
+
+    out = detection_score(presence(item_mask, pos_lists), presence(item_mask, neg_lists), threshold=base_rate)
+    return {"confidence": out["accuracy"], "auroc": out["auroc"], "tp": out["tp"], "tn": out["tn"],
+            "n_pos": out["n_pos"], "n_neg": out["n_neg"]}
 
 
 def term_concepts(docs, n_terms=3, item_texts=None, case_lists=None, min_support=0.0):

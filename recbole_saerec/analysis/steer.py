@@ -4,6 +4,11 @@
         --category_field categories --topk 10 [--json report.json] [--png report.png]
     python -m recbole_saerec.analysis.steer --checkpoint=... --match=horror --field words --weight 0,0.5,2,4 \
         --category_field class
+    python -m recbole_saerec.analysis.steer --checkpoint=... --categories 10 --weight 2   # by what intents fire on
+
+With ``--categories N`` (:func:`category_sweep`) step 1 instead picks, for each of the N
+largest categories, the intents whose activating items are mostly of that category, and the
+report counts the categories that moved with the expected sign. Otherwise:
 
 1. Select the intents whose catalogue words (``--field words``), summary (``summary``) or
    either (``both``, default) contain any of the comma-separated ``--match`` substrings
@@ -65,6 +70,46 @@ def select_intents(catalogue, patterns, field="both"):
         if any(p in t for p in patterns for t in texts):
             rows.append(entry.get("row", pos))
     return rows
+
+
+def category_matrix(bundle, category_field, sep=None):
+    """(categories, [n_items, n_categories] 0/1 float matrix) over the model's item ids (0 = padding, no label)."""
+    ds = bundle.test_data._dataset
+    n_items = ds.item_num
+    tokens = ds.id2token(ds.iid_field, np.arange(1, n_items))
+    labels = [set(bundle.items.labels(t, category_field, sep)) for t in tokens]
+    cats = sorted(set().union(*labels)) if labels else []
+    index = {c: k for k, c in enumerate(cats)}
+    mat = np.zeros((n_items, len(cats)), dtype=np.float32)
+    for i, labs in enumerate(labels, start=1):
+        mat[i, [index[c] for c in labs]] = 1.0
+    return cats, mat
+
+
+def intent_category_shares(model, cat_matrix):
+    """[n_intents, n_categories]: share of each intent's item activation that falls on items of each category.
+
+    What an intent fires on, not what its words say: a 'horror' intent whose items are
+    comedies has its mass on Comedy.
+    """
+    act = model.item_intent_activations
+    act = (act.to_dense() if act.is_sparse else act).detach().cpu().numpy().astype(np.float64)
+    act = np.clip(act, 0.0, None)  # only what the intent fires on
+    mass = act.T @ cat_matrix
+    return mass / np.maximum(act.sum(0)[:, None], 1e-12)
+
+
+def select_by_category(shares, cat_index, base_share, min_share=0.5, min_lift=2.0):
+    """Intent rows whose activating items are mostly of one category.
+
+    A row is selected for category c when at least ``min_share`` of its activation mass is
+    on items of c AND that is ``min_lift`` times c's share of all items (so a category
+    almost every item carries selects nothing). Strongest share first.
+    """
+    col = shares[:, cat_index]
+    ok = (col >= min_share) & (col >= min_lift * base_share)
+    rows = np.flatnonzero(ok)
+    return rows[np.argsort(-col[rows], kind="stable")].tolist()
 
 
 @contextmanager
@@ -134,6 +179,96 @@ def category_counts(bundle, top_ids, category_field, sep=None):
     return counts
 
 
+def steer_run(bundle, base, before, targets, rows, weight, topk, category_field, mode="model", sep=None,
+              batch_size=None):
+    """One steered ranking against the unsteered ``base``: target counts, metrics, drift of the other categories."""
+    after_run = rank_all(bundle, topk, rows=rows, weight=weight, mode=mode, batch_size=batch_size)
+    after = category_counts(bundle, after_run["top_ids"], category_field, sep)
+    cats = sorted(set(before) | set(after))
+    delta = {c: after.get(c, 0) - before.get(c, 0) for c in cats}
+    others = {c: d for c, d in delta.items() if c not in targets}
+    largest = max(others.items(), key=lambda kv: abs(kv[1]), default=(None, 0))
+    largest = largest if largest[1] else (None, 0)
+    other_total = sum(before.get(c, 0) for c in others)
+    changed = (after_run["top_ids"] != base["top_ids"]).any(1)
+    return {
+        "weight": float(weight),
+        "targets": {c: {"before": before.get(c, 0), "after": after.get(c, 0), "change": delta.get(c, 0)}
+                    for c in targets},
+        "metrics": {f"hit@{topk}": {"before": base["hr"], "after": after_run["hr"]},
+                    f"ndcg@{topk}": {"before": base["ndcg"], "after": after_run["ndcg"]}},
+        "other_drift": {"total_abs_change": int(sum(abs(d) for d in others.values())),
+                        "relative": (sum(abs(d) for d in others.values()) / other_total) if other_total else 0.0,
+                        "largest": {"category": largest[0], "change": int(largest[1]),
+                                    "before": before.get(largest[0], 0)},
+                        "top_changes": [{"category": c, "before": before.get(c, 0), "change": int(d)} for c, d in
+                                        sorted(others.items(), key=lambda kv: -abs(kv[1]))[:5] if d]},
+        "users_with_changed_topk": int(changed.sum()),
+        "counts_after": dict(after),
+    }
+
+
+def category_sweep(bundle, n_categories=10, weight=2.0, category_field="categories", topk=10, mode="model",
+                   sep=None, min_share=0.5, min_lift=2.0, max_item_share=0.5, batch_size=None):
+    """Steer each of the ``n_categories`` largest categories through the intents that fire on it.
+
+    Categories are ranked by how many items carry them; those carried by more than
+    ``max_item_share`` of the items (e.g. the root 'Beauty') are skipped and listed.
+    For each category: intents chosen by :func:`select_by_category`, set to ``weight``, and
+    the change of that category's count in all test users' top-K lists. The expected sign
+    is + for weight > 1 and - for weight < 1; a category with no selected intent counts as
+    not moved. Returns the per-category runs and how many moved with the expected sign.
+    """
+    if category_field not in bundle.items.columns:
+        raise ValueError(f"No column '{category_field}' in the .item file of '{bundle.config['dataset']}' "
+                         f"(columns: {', '.join(bundle.items.columns) or 'no .item file'}); "
+                         "choose --category_field.")
+    if weight == 1:
+        raise ValueError("category_sweep: weight 1 changes nothing; choose a weight above or below 1.")
+    model = bundle.model
+    cats, mat = category_matrix(bundle, category_field, sep)
+    item_share = mat[1:].mean(0) if len(mat) > 1 else np.zeros(len(cats))
+    shares = intent_category_shares(model, mat)
+    order = np.argsort(-item_share, kind="stable")
+    skipped = [cats[c] for c in order if item_share[c] > max_item_share]
+    chosen = [int(c) for c in order if item_share[c] <= max_item_share][:int(n_categories)]
+    base = rank_all(bundle, topk, mode=mode, batch_size=batch_size)
+    before = category_counts(bundle, base["top_ids"], category_field, sep)
+    sign = 1 if weight > 1 else -1
+    runs = []
+    for c in chosen:
+        rows = select_by_category(shares, c, item_share[c], min_share, min_lift)
+        run = steer_run(bundle, base, before, [cats[c]], rows, weight, topk, category_field, mode, sep,
+                        batch_size) if rows else None
+        change = run["targets"][cats[c]]["change"] if run else 0
+        runs.append({"category": cats[c], "item_share": round(float(item_share[c]), 4), "intents": rows,
+                     "intent_shares": [round(float(shares[r, c]), 3) for r in rows],
+                     "before": before.get(cats[c], 0), "change": int(change),
+                     "expected_sign": bool(change * sign > 0),
+                     "other_drift": run["other_drift"] if run else None,
+                     "metrics": run["metrics"] if run else None})
+    return {"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"], "mode": mode, "topk": topk,
+            "weight": float(weight), "category_field": category_field, "users": base["users"],
+            "min_share": min_share, "min_lift": min_lift, "skipped_categories": skipped, "categories": runs,
+            "n_expected_sign": sum(r["expected_sign"] for r in runs), "n_categories": len(runs)}
+
+
+def format_sweep(rep):
+    k = rep["topk"]
+    lines = [f"Steering {rep['dataset']} by category ({rep['mode']} mode, weight {rep['weight']:g}): intents "
+             f"chosen by the items they fire on (>= {rep['min_share']:.0%} of their activation on the category, "
+             f">= {rep['min_lift']:g}x its item share); top-{k} of {rep['users']} test users."]
+    if rep["skipped_categories"]:
+        lines.append(f"Skipped (carried by most items): {', '.join(rep['skipped_categories'])}")
+    lines.append(f"{'category':<28} {'items':>6} {'intents':>7} {'before':>7} {'change':>7}  sign  other |change|")
+    for r in rep["categories"]:
+        drift = r["other_drift"]["total_abs_change"] if r["other_drift"] else 0
+        lines.append(f"{r['category'][:28]:<28} {r['item_share']:>6.1%} {len(r['intents']):>7} {r['before']:>7} "
+                     f"{r['change']:>+7d}  {'ok' if r['expected_sign'] else 'NO':<4}  {drift}")
+    lines.append(f"Expected sign for {rep['n_expected_sign']} of {rep['n_categories']} categories.")
+    return "\n".join(lines)
+
+
 def steer_report(bundle, match, weights=(2.0,), field="both", category_field="categories", topk=10,
                  target_categories=None, mode="model", sep=None, batch_size=None):
     """The counterfactual experiment: category counts and metrics before/after steering."""
@@ -151,32 +286,8 @@ def steer_report(bundle, match, weights=(2.0,), field="both", category_field="ca
     else:
         targets = [c.strip() for c in (target_categories.split(",") if isinstance(target_categories, str)
                                        else target_categories) if c.strip()]
-    runs = []
-    for w in weights:
-        after_run = rank_all(bundle, topk, rows=rows, weight=w, mode=mode, batch_size=batch_size)
-        after = category_counts(bundle, after_run["top_ids"], category_field, sep)
-        cats = sorted(set(before) | set(after))
-        delta = {c: after.get(c, 0) - before.get(c, 0) for c in cats}
-        others = {c: d for c, d in delta.items() if c not in targets}
-        largest = max(others.items(), key=lambda kv: abs(kv[1]), default=(None, 0))
-        largest = largest if largest[1] else (None, 0)
-        other_total = sum(before.get(c, 0) for c in others)
-        changed = (after_run["top_ids"] != base["top_ids"]).any(1)
-        runs.append({
-            "weight": float(w),
-            "targets": {c: {"before": before.get(c, 0), "after": after.get(c, 0), "change": delta.get(c, 0)}
-                        for c in targets},
-            "metrics": {f"hit@{topk}": {"before": base["hr"], "after": after_run["hr"]},
-                        f"ndcg@{topk}": {"before": base["ndcg"], "after": after_run["ndcg"]}},
-            "other_drift": {"total_abs_change": int(sum(abs(d) for d in others.values())),
-                            "relative": (sum(abs(d) for d in others.values()) / other_total) if other_total else 0.0,
-                            "largest": {"category": largest[0], "change": int(largest[1]),
-                                        "before": before.get(largest[0], 0)},
-                            "top_changes": [{"category": c, "before": before.get(c, 0), "change": int(d)} for c, d in
-                                            sorted(others.items(), key=lambda kv: -abs(kv[1]))[:5] if d]},
-            "users_with_changed_topk": int(changed.sum()),
-            "counts_after": dict(after),
-        })
+    runs = [steer_run(bundle, base, before, targets, rows, w, topk, category_field, mode, sep, batch_size)
+            for w in weights]
     return {"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"], "mode": mode, "topk": topk,
             "match": patterns, "field": field, "category_field": category_field, "users": base["users"],
             "selected_intents": [{"row": int(r), "words": model.intent_catalogue[r].get("words", []),
@@ -247,7 +358,12 @@ def plot_report(rep, path, n_categories=20):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_checkpoint_args(parser, "a trained SAERec")
-    parser.add_argument("--match", required=True, help="comma-separated substrings, e.g. 'skin,moistur'")
+    parser.add_argument("--match", help="comma-separated substrings, e.g. 'skin,moistur'")
+    parser.add_argument("--categories", type=int, default=None,
+                        help="sweep: steer each of the N largest categories through the intents that fire on its "
+                             "items (instead of --match); reports how many moved with the expected sign")
+    parser.add_argument("--min_share", type=float, default=0.5,
+                        help="--categories: share of an intent's activation that must fall on the category")
     parser.add_argument("--field", default="both", choices=["words", "summary", "both"])
     parser.add_argument("--weight", default="2.0", help="steer weight, or a comma-separated sweep (1 = no change)")
     parser.add_argument("--mode", default="model", choices=MODES)
@@ -267,18 +383,27 @@ def main(argv=None):
     weights = [float(w) for w in args.weight.split(",") if w.strip()]
     if any(not math.isfinite(w) for w in weights):
         sys.exit("error: weights must be finite numbers.")
+    if (args.match is None) == (args.categories is None):
+        sys.exit("error: give --match (select intents by words) or --categories N (by the items they fire on).")
+    if args.categories is not None and len(weights) != 1:
+        sys.exit("error: --categories takes one --weight.")
     bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device, trust=args.trust_checkpoint)
     try:
-        rep = steer_report(bundle, args.match, weights, field=args.field, category_field=args.category_field,
-                           topk=args.topk, target_categories=args.target_category, mode=args.mode,
-                           sep=args.category_sep, batch_size=args.batch_size)
+        if args.categories is not None:
+            rep = category_sweep(bundle, args.categories, weights[0], category_field=args.category_field,
+                                 topk=args.topk, mode=args.mode, sep=args.category_sep, min_share=args.min_share,
+                                 batch_size=args.batch_size)
+        else:
+            rep = steer_report(bundle, args.match, weights, field=args.field, category_field=args.category_field,
+                               topk=args.topk, target_categories=args.target_category, mode=args.mode,
+                               sep=args.category_sep, batch_size=args.batch_size)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    print(format_report(rep))
+    print(format_sweep(rep) if args.categories is not None else format_report(rep))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rep, f, indent=1, ensure_ascii=False)
-    if args.png:
+    if args.png and args.categories is None:
         plot_report(rep, args.png)
     return rep
 

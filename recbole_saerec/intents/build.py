@@ -40,6 +40,10 @@ from recbole_saerec.intents.corpus import _cfg, build_corpus, corpus_sources
 from recbole_saerec.intents.encode import cache_key, encode_cached, make_encoder
 
 VERDICT_ORDER = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
+# the settings of the fragment guard and the grounding score (SAERec.yaml, intent judge section)
+GROUNDING_KEYS = ("intent_grounded_auc", "intent_fragment_max", "intent_fragment_min_len",
+                  "intent_fragment_piece_ratio", "grounding_examples", "grounding_min_held", "grounding_background",
+                  "grounding_hard_latents")
 
 
 def _sha(obj):
@@ -157,35 +161,161 @@ def top_examples(text_codes, texts, latents, n=3):
     return out
 
 
+# ----------------------------------------------------------------------------- grounding
+
+def ground_latents(config, judge, encoder, texts, x, text_codes, directions, alive, words, verdicts, vocab, word_emb):
+    """Fragment guard + detection AUROC for every live latent (``recbole_saerec.intents.grounding``).
+
+    Returns (verdicts with the guard applied, per latent ``{"detection_auc", "grounded",
+    "fragments", "fragment_fraction", ...}``, the median AUROC when every latent is explained
+    by another latent's words: the protocol's chance level, a control). ``grounded`` = AUROC >= ``intent_grounded_auc``
+    and no more than ``intent_fragment_max`` of the words are fragments. The summary joins the
+    words in the explanation only when a language model wrote it (the offline summary is
+    three of the words).
+    """
+    from recbole_saerec.intents.grounding import (Lexicon, apply_fragment_guard, fragment_words, grounding_scores,
+                                                  tokenizer_words)
+
+    max_frac = float(_cfg(config, "intent_fragment_max", 0.5))
+    frags = fragment_words(words, Lexicon(texts), min_len=int(_cfg(config, "intent_fragment_min_len", 3)),
+                           piece_ratio=float(_cfg(config, "intent_fragment_piece_ratio", 0.05)),
+                           known_words=tokenizer_words(encoder))
+    verdicts = apply_fragment_guard(verdicts, frags, words, max_frac)
+    index = {w: i for i, w in enumerate(vocab)}
+    word_emb = np.asarray(word_emb, dtype=np.float32)
+    word_vecs = [word_emb[[index[w] for w in ws if w not in set(bad) and w in index]] for ws, bad in zip(words, frags)]
+    summary_vecs = None
+    if judge.backend != "offline":
+        summaries = [str(v.get("summary") or "").strip() for v in verdicts]
+        filled = [s for s in summaries if s]
+        enc = dict(zip(filled, np.asarray(encoder.encode(filled), dtype=np.float32))) if filled else {}
+        summary_vecs = [enc.get(s) for s in summaries]
+    seed = int(_cfg(config, "sae_seed", _cfg(config, "seed", 2020)))
+
+    def score(vecs, summaries):
+        return grounding_scores(text_codes, np.asarray(x, dtype=np.float32), alive, vecs,
+                                np.asarray(directions, dtype=np.float32), summary_vecs=summaries,
+                                n_examples=int(_cfg(config, "grounding_examples", 20)),
+                                min_held=int(_cfg(config, "grounding_min_held", 3)),
+                                n_background=int(_cfg(config, "grounding_background", 512)),
+                                hard_latents=int(_cfg(config, "grounding_hard_latents", 5)), seed=seed)
+
+    scores = score(word_vecs, summary_vecs)
+    # chance level of this very protocol: every latent explained by ANOTHER latent's words
+    perm = np.random.default_rng(seed).permutation(len(alive))
+    other = np.empty_like(perm)
+    other[perm] = np.roll(perm, -1)  # a cycle through all latents: nobody keeps its own words
+    control = [r["detection_auc"] for r in score([word_vecs[i] for i in other], None)]
+    control = [c for c in control if c is not None]
+    control = round(float(np.median(control)), 4) if control else None
+    threshold = float(_cfg(config, "intent_grounded_auc", 0.8))
+    out = []
+    for g, v in zip(scores, verdicts):
+        auc = g["detection_auc"]
+        out.append({**g, "fragments": v["fragments"], "fragment_fraction": v["fragment_fraction"],
+                    "grounded": auc is not None and auc >= threshold and v["fragment_fraction"] <= max_frac})
+    return verdicts, out, control
+
+
+def _grounding_fields(g):
+    return {"detection_auc": g["detection_auc"], "grounded": bool(g["grounded"]), "fragments": g["fragments"],
+            "fragment_fraction": g["fragment_fraction"]}
+
+
+def grounding_summary(all_latents, max_fraction):
+    """Median detection AUROC of kept vs dropped latents, and how many of each are mostly fragments."""
+    def med(rows):
+        vals = [r["detection_auc"] for r in rows if r["detection_auc"] is not None]
+        return round(float(np.median(vals)), 4) if vals else None
+
+    kept = [r for r in all_latents if r["kept"]]
+    dropped = [r for r in all_latents if not r["kept"]]
+    return {"median_auc_kept": med(kept), "median_auc_dropped": med(dropped),
+            "grounded": sum(r["grounded"] for r in all_latents),
+            "fragment_latents": sum(r["fragment_fraction"] > max_fraction for r in all_latents),
+            "fragment_latents_kept": sum(r["fragment_fraction"] > max_fraction for r in kept),
+            "latents_with_a_fragment_kept": sum(bool(r["fragments"]) for r in kept)}
+
+
+def write_grounding_plot(path, all_latents, title):
+    """Histogram of detection AUROC, kept vs dropped latents (latents without a score left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    auc = np.array([np.nan if r["detection_auc"] is None else r["detection_auc"] for r in all_latents])
+    kept = np.array([r["kept"] for r in all_latents], dtype=bool)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(0, 1, 41)
+    for mask, label, colour in ((~kept, "dropped", "#bbbbbb"), (kept, "kept", "#1f77b4")):
+        vals = auc[mask & ~np.isnan(auc)]
+        ax.hist(vals, bins=bins, alpha=0.7, color=colour,
+                label=f"{label} (n={len(vals)}, median {np.median(vals):.2f})" if len(vals) else label)
+    ax.set_xlabel("detection AUROC (held-out activating texts vs random + hard negatives)")
+    ax.set_ylabel("latents")
+    ax.legend()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(path + ".tmp.png", path)
+
+
+def _widen_hint(config, rule):
+    """A fix for 'kept none' that does not repeat the rule already in force."""
+    from recbole_saerec.intents.judge import KEEP_RULES, parse_keep_rule
+
+    verdicts, grounded = parse_keep_rule(rule)
+    wider = [r for r in ("yes", "probably", "maybe", "none")
+             if len(KEEP_RULES[r]) > len(verdicts) and r != rule]
+    fixes = []
+    if grounded:
+        fixes.append(f"a lower --intent_grounded_auc (now {_cfg(config, 'intent_grounded_auc', 0.8)})")
+        if len(verdicts) < len(KEEP_RULES["none"]):
+            fixes += [f"--intent_keep=grounded+{r}" for r in wider if r != "none"] + ["--intent_keep=grounded"]
+    else:
+        fixes += [f"--intent_keep={r}" for r in wider]
+    fixes.append("more latents (sae_n_latents)")
+    return " or ".join(fixes) + "."
+
+
 # ----------------------------------------------------------------------------- extra files
 
 def _md_cell(s):
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
+def _auc(entry):
+    return "" if entry.get("detection_auc") is None else f"{entry['detection_auc']:.4f}"
+
+
 def write_catalogue_tables(intent_dir, catalogue, all_latents, header):
     with open(os.path.join(intent_dir, "catalogue.md"), "w", encoding="utf-8") as f:
         f.write(f"# Intent catalogue\n\n{header}\n\n")
-        f.write("| row | latent | verdict | frequency | summary | words | example texts |\n"
-                "|---|---|---|---|---|---|---|\n")
+        f.write("| row | latent | verdict | AUROC | frequency | summary | words | example texts |\n"
+                "|---|---|---|---|---|---|---|---|\n")
         for c in catalogue:
-            f.write(f"| {c['row']} | {c['latent_id']} | {c['verdict']} | {c['frequency']:.4f} | "
+            f.write(f"| {c['row']} | {c['latent_id']} | {c['verdict']} | {_auc(c)} | {c['frequency']:.4f} | "
                     f"{_md_cell(c['summary'])} | {_md_cell(', '.join(c['words']))} | "
                     f"{_md_cell(' / '.join(c.get('examples', [])))} |\n")
-    fields = ["row", "latent_id", "verdict", "frequency", "item_frequency", "summary", "words", "examples"]
+    fields = ["row", "latent_id", "verdict", "detection_auc", "grounded", "fragments", "frequency", "item_frequency",
+              "summary", "words", "examples"]
     with open(os.path.join(intent_dir, "catalogue.csv"), "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(fields)
         for c in catalogue:
-            w.writerow([c["row"], c["latent_id"], c["verdict"], f"{c['frequency']:.6f}",
+            w.writerow([c["row"], c["latent_id"], c["verdict"], _auc(c), int(c["grounded"]), " ".join(c["fragments"]),
+                        f"{c['frequency']:.6f}",
                         f"{c.get('item_frequency', 0):.6f}", c["summary"], " ".join(c["words"]),
                         " / ".join(c.get("examples", []))])
     with open(os.path.join(intent_dir, "all_latents.csv"), "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["latent_id", "kept", "verdict", "frequency", "summary", "words"])
+        w.writerow(["latent_id", "kept", "verdict", "detection_auc", "grounded", "fragments", "frequency", "summary",
+                    "words"])
         for a in all_latents:
-            w.writerow([a["latent_id"], int(a["kept"]), a["verdict"], f"{a['frequency']:.6f}", a["summary"],
-                        " ".join(a["words"])])
+            w.writerow([a["latent_id"], int(a["kept"]), a["verdict"], _auc(a), int(a["grounded"]),
+                        " ".join(a["fragments"]), f"{a['frequency']:.6f}", a["summary"], " ".join(a["words"])])
 
 
 def write_itemintent(path, item_field, item_tokens, indices, values, seq_sep=" "):
@@ -288,8 +418,11 @@ def _build_locked(config, intent_dir, progress):
     from recbole.data import create_dataset
 
     from recbole_saerec.intents.interpret import build_vocabulary, top_words_per_latent
-    from recbole_saerec.intents.judge import keep_rule, make_judge
+    from recbole_saerec.intents.judge import keep_rule, make_judge, parse_keep_rule
 
+    rule = _cfg(config, "intent_keep", "yes")
+    rule = "yes" if rule is True else str(rule).lower()
+    parse_keep_rule(rule)  # a bad rule fails here, not after encoding and SAE training
     t0 = time.time()
     timings = {}
     cache_dir = os.path.abspath(_cfg(config, "intent_cache_dir", None) or os.path.join(intent_dir, "cache"))
@@ -345,15 +478,15 @@ def _build_locked(config, intent_dir, progress):
     t = time.time()
     judge = make_judge(config, encoder=encoder, word_vectors=(vocab, word_emb))
     verdicts = judge.judge_many(words, cache_path=os.path.join(cache_dir, "judge.jsonl"), progress=progress)
-    rule = _cfg(config, "intent_keep", "yes")
-    rule = "yes" if rule is True else str(rule).lower()
-    kept_mask = [keep_rule(v["verdict"], rule) for v in verdicts]
+    verdicts, grounding, shuffled_auc = ground_latents(config, judge, encoder, corpus.texts, x, text_codes,
+                                                       directions, alive, words, verdicts, vocab, word_emb)
+    kept_mask = [keep_rule(v["verdict"], rule, grounded=g["grounded"]) for v, g in zip(verdicts, grounding)]
     kept = [j for j, k in zip(alive, kept_mask) if k]
     timings["judge_s"] = round(time.time() - t, 1)
     if not kept:
         raise ValueError(f"intents for '{dataset_name}': the judge kept none of {len(alive)} live latents under "
-                         f"intent_keep={rule!r} (verdicts: {dict(Counter(v['verdict'] for v in verdicts))}). "
-                         "Fix: --intent_keep=probably (or maybe / none), or more latents (sae_n_latents).")
+                         f"intent_keep={rule!r} (verdicts: {dict(Counter(v['verdict'] for v in verdicts))}, "
+                         f"{sum(g['grounded'] for g in grounding)} grounded). Fix: {_widen_hint(config, rule)}")
 
     # 6. per-item activations over the kept intents
     top_r = int(_cfg(config, "intent_item_topr", 16))
@@ -363,18 +496,20 @@ def _build_locked(config, intent_dir, progress):
         item_has[row[row >= 0]] += 1
     examples = top_examples(text_codes, corpus.texts, kept)
 
-    by_latent = {j: (w, v, s) for j, w, v, s in zip(alive, words, verdicts, scores.tolist())}
+    by_latent = {j: (w, v, s, g) for j, w, v, s, g in zip(alive, words, verdicts, scores.tolist(), grounding)}
     catalogue, all_latents, kept_set = [], [], set(kept)
     for j in alive:
-        w, v, s = by_latent[j]
+        w, v, s, g = by_latent[j]
         all_latents.append({"latent_id": j, "kept": j in kept_set, "verdict": v["verdict"],
-                            "summary": v.get("summary", ""), "frequency": float(freq[j]), "words": w})
+                            "summary": v.get("summary", ""), "frequency": float(freq[j]), "words": w,
+                            **_grounding_fields(g)})
     for row, j in enumerate(kept):
-        w, v, s = by_latent[j]
+        w, v, s, g = by_latent[j]
         catalogue.append({"row": row, "latent_id": int(j), "words": w, "summary": v.get("summary", ""),
                           "verdict": v["verdict"], "frequency": float(freq[j]),
                           "item_frequency": float(item_has[row] / len(item_tokens)),
-                          "word_scores": [round(float(x), 6) for x in s], "examples": examples[j]})
+                          "word_scores": [round(float(x), 6) for x in s], "examples": examples[j],
+                          **_grounding_fields(g)})
 
     # 7. write: invalidate the old build first, the manifest last (save_artefacts)
     os.makedirs(intent_dir, exist_ok=True)
@@ -384,10 +519,13 @@ def _build_locked(config, intent_dir, progress):
     fingerprint = {"dataset": dataset_name, "items_sha1": items_sha1(item_tokens), "n_items": len(item_tokens),
                    "encoder": encoder.name, "layer": encoder.layer, "pooling": encoder.pooling,
                    "corpus_sha1": corpus.sha1, "method": method, "n_latents": int(n_latents), "k": k_value,
-                   "keep": rule, "judge": judge.name}
+                   "keep": rule, "judge": judge.name,
+                   "grounding": {k: _cfg(config, k, None) for k in GROUNDING_KEYS}}
     verdict_counts = {v: c for v, c in Counter(x["verdict"] for x in all_latents).items()}
     stats = {"fvu": metrics["fvu"], "l0": metrics["l0"], "dead_fraction": metrics["dead_fraction"],
              "n_latents": int(n_latents), "n_alive": len(alive), "n_kept": len(kept), "verdicts": verdict_counts,
+             "grounding": {**grounding_summary(all_latents, float(_cfg(config, "intent_fragment_max", 0.5))),
+                           "median_auc_shuffled_words": shuffled_auc},
              "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
              "bf16_min_cos": encoder.bf16_cos, "timings": timings}
     header = (f"dataset **{dataset_name}**, corpus {corpus.source} ({len(corpus.texts)} texts), encoder "
@@ -399,10 +537,12 @@ def _build_locked(config, intent_dir, progress):
                      indices, values, seq_sep=_cfg(config, "seq_separator", " "))
     write_plot(os.path.join(intent_dir, "intent_catalogue.png"), all_latents,
                f"{dataset_name}: {method}, {len(kept)} kept of {len(alive)} live latents")
+    write_grounding_plot(os.path.join(intent_dir, "grounding.png"), all_latents,
+                         f"{dataset_name}: detection AUROC, intent_keep={rule}")
     with open(os.path.join(intent_dir, "sae.json"), "w") as f:
         json.dump({k: v for k, v in metrics.items() if k != "frequency"}, f, indent=1)
     extra = ["catalogue.md", "catalogue.csv", "all_latents.csv", f"{dataset_name}.itemintent",
-             "intent_catalogue.png", "sae.json"]
+             "intent_catalogue.png", "grounding.png", "sae.json"]
     timings["total_s"] = round(time.time() - t0, 1)
     save_artefacts(intent_dir, fingerprint, directions[kept], torch.as_tensor(kept), item_tokens, indices, values,
                    catalogue, stats=stats, extra_files=extra, sources=source_hashes(config, corpus.source))

@@ -47,6 +47,8 @@ KEEP_RULES = {
     "maybe": ("Yes", "Probably", "Maybe"),
     "none": VERDICTS,
 }
+# every intent_keep value: the verdict rules, the grounding test alone, and both together
+KEEP_RULE_NAMES = tuple(KEEP_RULES) + ("grounded", "grounded+yes", "grounded+probably", "grounded+maybe")
 BACKENDS = ("offline", "openai", "llama_cpp")
 PROMPT_VERSION = 1
 
@@ -84,20 +86,41 @@ def _cfg(config, key, default=None):
     return default if value is None else value
 
 
-def keep_rule(verdict, rule):
-    """Whether a latent with ``verdict`` survives ``intent_keep`` = ``rule``.
+def parse_keep_rule(rule):
+    """``intent_keep`` -> (verdicts kept, whether the grounding test applies too).
 
-    ``yes`` (paper): Yes only; ``probably``: Yes or Probably; ``maybe``: Yes,
-    Probably or Maybe; ``none``: everything, including No and Cannot tell (the
-    noIde ablation: no filtering). Case-insensitive; the boolean True (what
-    YAML makes of an unquoted ``yes``) counts as ``yes``.
+    ``yes`` | ``probably`` | ``maybe`` | ``none`` (verdict rules), ``grounded`` (the data
+    grounding test alone, whatever the verdict: ``detection_auc >= intent_grounded_auc``
+    and not mostly fragments), or ``grounded+yes`` / ``grounded+probably`` / ``grounded+maybe``
+    (both must hold; for an LM judge). Case-insensitive; the boolean True (what YAML
+    makes of an unquoted ``yes``) counts as ``yes``.
     """
     if rule is True:  # an unquoted `intent_keep: yes` in YAML 1.1
         rule = "yes"
-    key = str(rule).strip().lower()
-    if key not in KEEP_RULES:
-        raise ValueError(f"intent_keep={rule!r}: choose one of {', '.join(KEEP_RULES)}.")
-    return normalize_verdict(verdict) in KEEP_RULES[key]
+    parts = sorted({p.strip() for p in str(rule).strip().lower().split("+") if p.strip()})
+    grounded = "grounded" in parts
+    rest = [p for p in parts if p != "grounded"]
+    options = ", ".join(KEEP_RULE_NAMES)
+    if len(rest) > 1 or (rest and rest[0] not in KEEP_RULES) or (grounded and rest == ["none"]) or not parts:
+        raise ValueError(f"intent_keep={rule!r}: choose one of {options}.")
+    if rest:
+        return KEEP_RULES[rest[0]], grounded
+    return VERDICTS, True
+
+
+def keep_rule(verdict, rule, grounded=None):
+    """Whether a latent with ``verdict`` survives ``intent_keep`` = ``rule`` (see :func:`parse_keep_rule`).
+
+    ``yes`` (paper): Yes only; ``probably``: Yes or Probably; ``maybe``: Yes,
+    Probably or Maybe; ``none``: everything, including No and Cannot tell (the
+    noIde ablation: no filtering). A rule with ``grounded`` also needs ``grounded``
+    (the latent passed the grounding test) to be True; None there is an error.
+    """
+    verdicts, needs_grounding = parse_keep_rule(rule)
+    if needs_grounding and grounded is None:
+        raise ValueError(f"intent_keep={rule!r} needs the grounding score of each latent "
+                         "(recbole_saerec.intents.grounding); none was given.")
+    return normalize_verdict(verdict) in verdicts and (not needs_grounding or bool(grounded))
 
 
 def normalize_verdict(text):
@@ -247,7 +270,8 @@ class Judge:
                     rec = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by an interruption: judged again
                     continue
-                if isinstance(rec, dict) and "key" in rec and rec.get("verdict") in VERDICTS:
+                if isinstance(rec, dict) and "key" in rec and rec.get("verdict") in VERDICTS \
+                        and not rec.get("unparsed"):  # written by older versions: ask again
                     cache[rec["key"]] = rec
         return cache
 
@@ -277,7 +301,8 @@ class Judge:
                         raise ValueError(f"backend returned verdict {verdict!r}, not one of {VERDICTS}")
                     rec = {"key": keys[i], "words": latent_words[i], **result}
                     cache[keys[i]] = rec
-                    if fh is not None:
+                    # only a real answer is remembered: an unparsed one is asked again next run
+                    if fh is not None and not result.get("unparsed"):
                         fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
                         fh.flush()
                     if bar is not None and hasattr(bar, "update"):
