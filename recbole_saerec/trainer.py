@@ -63,14 +63,11 @@ def plain(obj):
 
 
 def save_atomic(obj, path):
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = str(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """torch.save through artefacts.atomic_path (unique temporary beside `path`, fsync, rename)."""
+    from recbole_saerec.artefacts import atomic_path
+
+    with atomic_path(str(path)) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path, map_location="cpu", trust=False):

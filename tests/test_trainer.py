@@ -118,7 +118,8 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
     trainer_mod.save_atomic({"epoch": 1, "w": torch.ones(3)}, path)
 
     def dies_mid_write(obj, f, *args, **kwargs):
-        f.write(b"partial bytes of a checkpoint")
+        with open(f, "wb") as out:
+            out.write(b"partial bytes of a checkpoint")
         raise KeyboardInterrupt("killed during the write")
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
@@ -127,3 +128,14 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
     monkeypatch.undo()
     kept = trainer_mod.load_checkpoint(path)
     assert kept["epoch"] == 1 and torch.equal(kept["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pth"]  # no torn temporary left behind
+
+
+def test_progress_reads_the_valid_curve_of_runs_in_flight(tiny_root, tmp_path):
+    from recbole_saerec.experiments.benchmark import progress
+
+    result = run_tiny(tiny_root, str(tmp_path / "work" / "SAERec__seed7"), epochs=3)
+    (row,) = progress(str(tmp_path / "work"))
+    assert row["run_id"] == "SAERec__seed7" and row["epochs_done"] == 3 and row["finished"]
+    assert row["valid_curve"] == [h["valid_score"] for h in result["history"]]
+    assert row["best_valid_score"] == result["best_valid_score"]

@@ -1,0 +1,84 @@
+"""``python -m recbole_saerec.experiments.benchmark``: flags, then Benchmark.run_all and report."""
+import argparse
+import os
+
+import yaml
+
+from recbole_saerec import cli
+from recbole_saerec.experiments.benchmark.records import log
+from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
+from recbole_saerec.experiments.benchmark.report import progress, report
+from recbole_saerec.experiments.benchmark.runner import Benchmark
+
+
+def parse_value(text):
+    """A command-line value as RecBole would read it (yaml scalars, lists, dicts)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_args(argv=None):
+    from recbole_saerec.experiments import benchmark as package  # its docstring is the usage text
+
+    p = argparse.ArgumentParser(description=package.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", "-d", required=True)
+    p.add_argument("--models", "-m", required=True, help="comma-separated model or variant names")
+    p.add_argument("--seeds", default="3", help="a count N (seeds seed_base..seed_base+N-1) or a list '1,2,3'")
+    p.add_argument("--seed_base", type=int, default=2020, help="first seed when --seeds is a count")
+    p.add_argument("--out", default=None, help="results folder (default docs/results/<dataset>)")
+    p.add_argument("--work_dir", default=None, help="checkpoints (default saved/benchmark/<dataset>)")
+    p.add_argument("--config_files", default=None, help="yaml files for every run (space or comma separated)")
+    p.add_argument("--budget_epochs", type=int, default=None, help="the same epochs cap for every model")
+    p.add_argument("--search", default="on", choices=["on", "off"], help="run variants' valid-selected searches")
+    # Each run keeps its valid-selected checkpoint (<work_dir>/<run_id>/<Model>-<date>.pth, one file per
+    # run) so that explain/steer/probe can read the run folder; --drop_checkpoints saves the disk.
+    p.add_argument("--keep_checkpoints", dest="keep_checkpoints", action="store_true", default=True,
+                   help="keep each run's best checkpoint under --work_dir (the default)")
+    p.add_argument("--drop_checkpoints", dest="keep_checkpoints", action="store_false",
+                   help="delete each run's checkpoint once its record is written")
+    p.add_argument("--machine", default=None, help="a label for the machine, stored in every run")
+    p.add_argument("--report_only", action="store_true", help="rebuild the tables/plot from finished runs")
+    p.add_argument("--progress", action="store_true",
+                   help="print the runs in flight under --work_dir (valid curve so far, epochs without improvement)")
+    p.add_argument("--fail_fast", action="store_true", help="stop at the first failing run")
+    p.add_argument("--variants", default=None, help="extra registry yaml (adds/overrides variants)")
+    args, unknown = p.parse_known_args(argv)
+    return args, {key: parse_value(value) for key, value in cli.config_args(unknown).items()}
+
+
+def main(argv=None):
+    args, overrides = parse_args(argv)
+    registry = load_registry()
+    if args.variants:
+        registry.update(load_registry([args.variants]))
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    variants = [resolve_variant(n, registry) for n in names]
+    seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if "," in args.seeds
+             else [args.seed_base + i for i in range(int(args.seeds))])
+    if len(seeds) > 100:  # '--seeds=2020' meant one seed, not 2,020 runs per model
+        raise cli.UsageError(f"--seeds={args.seeds} asks for {len(seeds)} seeds per model. --seeds is a COUNT "
+                            f"(with --seed_base) or a LIST: for the single seed {args.seeds} write "
+                            f"--seeds={args.seeds}, (trailing comma) or --seeds=1 --seed_base={args.seeds}.")
+    out = args.out or os.path.join("docs", "results", args.dataset)
+    config_files = cli.config_files(args.config_files)
+    bench = Benchmark(args.dataset, variants, seeds, out, config_files=config_files, cli_config=overrides,
+                      budget_epochs=args.budget_epochs, work_dir=args.work_dir, search=args.search == "on",
+                      keep_checkpoints=args.keep_checkpoints, machine_label=args.machine, fail_fast=args.fail_fast,
+                      registry=registry)
+    if args.progress:
+        for row in progress(bench.work_dir):
+            curve = " ".join(f"{v:.4f}" for v in row["valid_curve"])
+            log(f"{row['run_id']}: {row['epochs_done']} epochs, best valid {row['best_valid_score']:.4f}, "
+                f"{row['epochs_without_improvement']} without improvement"
+                + (" (finished)" if row["finished"] else "") + f"\n    valid curve: {curve}")
+        return {}
+    if not args.report_only:
+        log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
+        with cli.recbole_cmd_line({}):  # every config key reaches the runs as cli_config, none via sys.argv
+            bench.run_all()
+    result = report(bench.out_dir, args.dataset, names, registry)
+    if result:
+        log(f"table: {os.path.join(bench.out_dir, 'results.md')}")
+    return result

@@ -1,0 +1,107 @@
+"""The files a benchmark writes per run: the JSON record, per-user rows, the spec hash that decides resume."""
+import datetime
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from recbole_saerec.artefacts import atomic_path
+
+RUNS = "runs"
+
+
+def jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    return str(obj)
+
+
+def write_json_atomic(path, obj):
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(jsonable(obj), f, indent=1, sort_keys=False)
+
+
+def file_sha1(path):
+    with open(path, "rb") as f:
+        return hashlib.sha1(f.read()).hexdigest()[:12]
+
+
+def spec_hash(model, dataset, config_files, config_dict):
+    """What defines a run's result: model, dataset, config files (by content) and overrides."""
+    payload = {"model": model, "dataset": dataset,
+               "config_files": [file_sha1(p) for p in (config_files or [])],
+               "config": {k: v for k, v in sorted(config_dict.items()) if k != "checkpoint_dir"}}
+    return hashlib.sha1(json.dumps(jsonable(payload), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def fmt_duration(seconds):
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def log(msg):
+    print(f"[benchmark {datetime.datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def load_records(runs_dir, variants=None):
+    """Main (non-search) run records, optionally limited to `variants` (in that order)."""
+    records = []
+    for name in sorted(os.listdir(runs_dir)):
+        if not name.endswith(".json") or "@cand" in name or name.endswith((".search.json", ".failed.json")):
+            continue
+        with open(os.path.join(runs_dir, name), encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("status") == "ok" and (variants is None or record["variant"] in variants):
+            records.append(record)
+    if variants is not None:
+        order = {v: i for i, v in enumerate(variants)}
+        records.sort(key=lambda r: (order[r["variant"]], r["seed"]))
+    return records
+
+
+USERS_FILE = "test_users.txt"
+
+
+def save_per_user(runs_dir, run_id, tokens, per_user):
+    """Per-user metrics as float32 arrays; the user tokens once per folder (test_users.txt,
+    one per line, in row order) unless this run's users differ, then inside the .npz."""
+    order = np.argsort(tokens, kind="stable")
+    tokens = np.asarray(tokens)[order]
+    digest = hashlib.sha1("\n".join(tokens.tolist()).encode()).hexdigest()[:16]
+    users_path = os.path.join(runs_dir, USERS_FILE)
+    if not os.path.isfile(users_path):
+        with open(users_path + ".tmp", "w", encoding="utf-8") as f:
+            f.write("\n".join(tokens.tolist()) + "\n")
+        os.replace(users_path + ".tmp", users_path)
+    with open(users_path, encoding="utf-8") as f:
+        shared = f.read().split("\n")[:-1]
+    extra = {} if shared == tokens.tolist() else {"users": tokens}
+    np.savez_compressed(os.path.join(runs_dir, f"{run_id}.peruser.npz"), users_sha1=np.array(digest),
+                        **extra, **{k: np.asarray(v)[order].astype(np.float32) for k, v in per_user.items()})
+
+
+def load_per_user(runs_dir, run_id):
+    """{'users': tokens, '<metric>': values} of one run, or None when it has no per-user file."""
+    path = os.path.join(runs_dir, f"{run_id}.peruser.npz")
+    if not os.path.isfile(path):
+        return None
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    if "users" not in data:
+        with open(os.path.join(runs_dir, USERS_FILE), encoding="utf-8") as f:
+            data["users"] = np.array(f.read().split("\n")[:-1])
+    if "users_sha1" not in data:  # written before the shared users file existed: tokens are inside
+        return data
+    digest = hashlib.sha1("\n".join(data["users"].tolist()).encode()).hexdigest()[:16]
+    if digest != str(data.pop("users_sha1")):
+        raise ValueError(f"{path}: its users do not match {USERS_FILE}")
+    return data

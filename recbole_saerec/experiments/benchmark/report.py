@@ -1,0 +1,168 @@
+"""The table a benchmark folder shows: results.md / results.csv / summary.csv / results.png, and the
+progress of runs still in flight (read from their resume states)."""
+import csv
+import json
+import os
+
+import numpy as np
+
+from recbole_saerec.experiments.benchmark.records import RUNS, load_records, log, write_json_atomic
+from recbole_saerec.experiments.benchmark.stats import metric_keys, significance, summarize
+
+METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "P"}
+
+
+def label(metric):
+    kind, k = metric.split("@")
+    return f"{METRIC_LABELS.get(kind, kind)}@{k}"
+
+
+def fmt_p(p):
+    return "n/a" if p is None or not np.isfinite(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
+
+
+def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec"):
+    summary = summarize(records)
+    metrics = metric_keys(records)
+    best = {m: max(summary, key=lambda v: summary[v][m][0]) for m in metrics}
+    lines = [f"# Benchmark: {dataset}", "",
+             "Test metrics of the valid-selected checkpoint, mean ± sample std (ddof=1) over seeds; "
+             "best mean per metric in bold. Full ranking over all items, leave-one-out by time.", "",
+             "| model | role | " + " | ".join(label(m) for m in metrics)
+             + " | seeds | best epoch (0-based) | min/run |",
+             "|---|---|" + "---|" * len(metrics) + "---|---|---|"]
+    for variant, cells in summary.items():
+        recs = [r for r in records if r["variant"] == variant]
+        row = []
+        for m in metrics:
+            mean, std, n = cells[m]
+            text = f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+            row.append(f"**{text}**" if best[m] == variant else text)
+        epochs = "/".join(str(r.get("best_epoch")) for r in recs)
+        minutes = np.mean([r["seconds"] for r in recs]) / 60
+        lines.append(f"| {variant} | {recs[0].get('role', '')} | " + " | ".join(row)
+                     + f" | {len(recs)} | {epochs} | {minutes:.1f} |")
+    if sig_rows:
+        lines += ["", "## Significance: SAERec against the best baseline per metric", "",
+                  "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's "
+                  "metric averaged over seeds, paired t-test and Wilcoxon signed-rank over users.", "",
+                  "| metric | best baseline | SAERec | baseline | rel. gain | seed-paired p (n) "
+                  "| user mean diff [95% CI] | user t-test p | Wilcoxon p |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for s in sig_rows:
+            lo, hi = s["user_ci95"]
+            lines.append(f"| {label(s['metric'])} | {s['best_baseline']} | {s['ours_mean']:.4f} | "
+                         f"{s['baseline_mean']:.4f} | {100 * s['rel_gain']:+.1f}% | "
+                         f"{fmt_p(s['seed_p'])} ({s['seed_n']}) | "
+                         f"{s['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(s['user_p_t'])} | "
+                         f"{fmt_p(s['user_p_wilcoxon'])} |")
+    if "SAERec" in summary and reference in summary:
+        lines += ["", f"## SAERec relative to RecBole {reference} (target: >= +10% on HR@10 and NDCG@10)", ""]
+        for m in metrics:
+            a, b = summary["SAERec"][m][0], summary[reference][m][0]
+            lines.append(f"- {label(m)}: {a:.4f} vs {b:.4f} ({100 * (a - b) / b:+.1f}%)" if b else f"- {label(m)}: n/a")
+    first = records[0] if records else {}
+    lines += ["", "## Setup", "",
+              f"- epochs cap {first.get('epochs_cap')}, early stopping after {first.get('stopping_step')} "
+              f"epochs without improvement of valid {first.get('valid_metric')}; protocol "
+              f"{(first.get('config') or {}).get('protocol', 'clean')}; MAX_ITEM_LIST_LENGTH "
+              f"{(first.get('config') or {}).get('MAX_ITEM_LIST_LENGTH')}; seeds "
+              f"{sorted({r['seed'] for r in records})}",
+              f"- machine: {json.dumps(first.get('machine'))}", f"- versions: {json.dumps(first.get('versions'))}"]
+    if variants_meta:
+        lines += ["", "## Variants", ""]
+        for name, meta in variants_meta.items():
+            if name in summary:
+                chosen = meta.get("selected")
+                lines.append(f"- **{name}** ({meta['model']}): {meta.get('description', '')}; "
+                             f"overrides `{json.dumps(meta.get('config') or {})}`"
+                             + (f"; search selected on valid: `{json.dumps(chosen)}`" if chosen else ""))
+    return "\n".join(lines) + "\n"
+
+
+def write_csvs(out_dir, records, summary):
+    metrics = metric_keys(records)
+    with open(os.path.join(out_dir, "results.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "model", "role", "seed"] + [f"test_{m}" for m in metrics]
+                   + [f"valid_{m}" for m in metrics]
+                   + ["best_epoch", "epochs_run", "stopped_by", "mask_history", "seconds", "min_per_epoch"])
+        for r in records:
+            w.writerow([r["variant"], r["model"], r.get("role"), r["seed"]]
+                       + [r["test_result"][m] for m in metrics]
+                       + [r["best_valid_result"].get(m) for m in metrics]
+                       + [r.get("best_epoch"), r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
+                          r["seconds"], round(r["train_eval_seconds"] / 60 / r["epochs_run"], 2)
+                          if r.get("epochs_run") else None])
+    with open(os.path.join(out_dir, "summary.csv"), "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
+        for variant, cells in summary.items():
+            w.writerow([variant, cells[metrics[0]][2]] + [x for m in metrics for x in cells[m][:2]])
+
+
+def plot(path, summary, dataset):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = list(summary)
+    metrics = list(next(iter(summary.values())))
+    width = 0.8 / max(len(variants), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics) + 0.25 * len(variants)), 4))
+    x = np.arange(len(metrics))
+    for i, v in enumerate(variants):
+        means = [summary[v][m][0] for m in metrics]
+        stds = [summary[v][m][1] for m in metrics]
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=v,
+               color=plt.cm.tab20(i % 20))  # the default cycle repeats after 10 models
+    ax.set_xticks(x, [label(m) for m in metrics])
+    ax.set_ylabel("test (mean ± std over seeds)")
+    ax.set_title(f"{dataset}: full ranking, leave-one-out")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(out_dir, dataset, variant_names=None, registry=None, ours="SAERec"):
+    """(Re)write results.csv, summary.csv, results.md and results.png from the per-run JSONs."""
+    runs_dir = os.path.join(out_dir, RUNS)
+    records = load_records(runs_dir, variant_names)
+    if not records:
+        log("no finished runs yet: nothing to report")
+        return None
+    summary = summarize(records)
+    sig = significance(runs_dir, records, ours=ours)
+    write_csvs(out_dir, records, summary)
+    write_json_atomic(os.path.join(out_dir, "significance.json"), sig)
+    meta = {v: dict((registry or {}).get(v) or {"model": v, "description": "RecBole/plugin defaults", "config": {}})
+            for v in summary}
+    for v in meta:
+        search_file = os.path.join(runs_dir, f"{v}.search.json")
+        if os.path.isfile(search_file):
+            with open(search_file, encoding="utf-8") as f:
+                meta[v]["selected"] = json.load(f)["selected_config"]
+    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(records, sig, dataset, meta))
+    plot(os.path.join(out_dir, "results.png"), summary, dataset)
+    return {"records": records, "summary": summary, "significance": sig}
+
+
+def progress(work_dir):
+    """Runs still in flight under ``work_dir``: their valid curve so far, read from the resume states
+    (``<work_dir>/<run_id>/<Model>-resume.pth``). VALID only: a run's test number exists once it ends."""
+    import glob
+
+    from recbole_saerec.trainer import RESUME_SUFFIX, load_checkpoint
+
+    rows = []
+    for path in sorted(glob.glob(os.path.join(work_dir, "*", f"*{RESUME_SUFFIX}"))):
+        state = load_checkpoint(path)
+        history = state.get("history") or []
+        rows.append({"run_id": os.path.basename(os.path.dirname(path)), "epochs_done": state["epoch"] + 1,
+                     "best_valid_score": state["best_valid_score"], "epochs_without_improvement": state["cur_step"],
+                     "finished": state["finished"], "valid_curve": [h["valid_score"] for h in history],
+                     "last_epoch": history[-1] if history else None})
+    return rows

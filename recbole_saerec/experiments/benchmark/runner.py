@@ -1,0 +1,322 @@
+"""One benchmark run (train, select on VALID, test, per-user rows, record) and the whole plan of runs.
+
+Every (model, seed) goes through quick_start.run with the same config chain, so every model sees
+the same split, ranking and early stopping. Resumable at two levels: a finished run's JSON is
+skipped when its spec hash matches, and a run cut off mid-way continues from its last epoch
+(``resume_state``, trainer.CheckpointMixin.fit).
+"""
+import datetime
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from recbole_saerec import quick_start
+from recbole_saerec.utils import run_environment
+from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, log, save_per_user, spec_hash,
+                                                          write_json_atomic)
+from recbole_saerec.experiments.benchmark.report import report
+from recbole_saerec.experiments.benchmark.stats import per_user_from_topk
+
+# resume_state: each run saves its full training state after every epoch in its own checkpoint_dir,
+# so a killed benchmark resumes mid-run (trainer.CheckpointMixin.fit).
+RUN_DEFAULTS = {"show_progress": False, "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
+                "resume_state": True}
+
+
+def stopped_by(history, config):
+    """'patience' when early stopping ended the run, 'cap' when it hit the epochs cap (not converged)."""
+    if not history:
+        return None
+    return "cap" if history[-1]["epoch"] + 1 >= config["epochs"] else "patience"
+
+
+def per_user_metrics(model, dataset, config_file_list, config_dict, checkpoint_file):
+    """Reload the valid-selected checkpoint and evaluate it on TEST, keeping each user's row.
+
+    RecBole's evaluator only returns means; its eval collector holds the per-user top-K
+    hit flags (`rec.topk`). We run the trainer's own `evaluate` (same scores, same top-K,
+    same history masking) and keep those rows plus the user ids of each batch.
+    Returns (user_tokens, {metric: array}, test_result) -- test_result must equal run()'s.
+    """
+    import torch
+
+    from recbole_saerec.utils import get_trainer
+
+    config, data, _train, _valid, test_data = quick_start.prepare(model, dataset, config_file_list, config_dict)
+    net = quick_start.build_model(config, _train)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    collector, uid_field, users, rows = trainer.eval_collector, config["USER_ID_FIELD"], [], []
+    collect, get_struct = collector.eval_batch_collect, collector.get_data_struct
+
+    def eval_batch_collect(scores, interaction, positive_u, positive_i):
+        users.append(interaction[uid_field].detach().cpu())
+        return collect(scores, interaction, positive_u, positive_i)
+
+    def get_data_struct():
+        struct = get_struct()
+        rows.append(struct.get("rec.topk").clone())
+        return struct
+
+    collector.eval_batch_collect, collector.get_data_struct = eval_batch_collect, get_data_struct
+    with torch.no_grad():
+        result = trainer.evaluate(test_data, load_best_model=True, model_file=checkpoint_file, show_progress=False)
+    topk = rows[-1].numpy()
+    user_ids = torch.cat(users).numpy()
+    if len(user_ids) != topk.shape[0]:
+        raise RuntimeError(f"per-user rows ({topk.shape[0]}) and users ({len(user_ids)}) do not align")
+    tokens = np.asarray(data.id2token(uid_field, user_ids)).astype(str)
+    return tokens, per_user_from_topk(topk, config["topk"]), dict(result)
+
+
+# ----------------------------------------------------------------------------- one run
+class Benchmark:
+    def __init__(self, dataset, variants, seeds, out_dir, config_files=None, cli_config=None,
+                 budget_epochs=None, work_dir=None, search=True, keep_checkpoints=True, machine_label=None,
+                 fail_fast=False, registry=None):
+        self.dataset, self.variants, self.seeds = dataset, variants, list(seeds)
+        self.registry = registry
+        self.out_dir = os.path.abspath(out_dir)
+        self.runs_dir = os.path.join(self.out_dir, RUNS)
+        self.config_files = [os.path.abspath(p) for p in (config_files or [])]
+        self.cli_config = dict(cli_config or {})
+        self.budget_epochs = budget_epochs
+        self.work_dir = os.path.abspath(work_dir or os.path.join("saved", "benchmark", dataset))
+        self.search, self.keep_checkpoints, self.fail_fast = search, keep_checkpoints, fail_fast
+        # Where and with which code the runs were made, taken once at start: the commit named in every
+        # record is the code this process runs, even when the checkout moves on while it trains.
+        self.env = run_environment(label=machine_label)
+        self.calls = 0  # quick_start.run calls made by this invocation (the resume test counts them)
+        self.durations = []
+        os.makedirs(self.runs_dir, exist_ok=True)
+
+    # -- config of one run
+    def config_dict(self, variant, seed, extra=None):
+        cfg = dict(RUN_DEFAULTS)
+        cfg.update(variant["config"] or {})
+        cfg.update(extra or {})
+        cfg.update(self.cli_config)  # the command line wins over variants
+        if self.budget_epochs is not None:
+            cfg["epochs"] = int(self.budget_epochs)
+        cfg["seed"] = int(seed)
+        return cfg
+
+    def digest(self, variant, cfg):
+        if variant.get("pretrain") is not None:  # a changed pre-training stage changes the result too
+            cfg = dict(cfg, benchmark_pretrain=variant["pretrain"])
+        return spec_hash(variant["model"], self.dataset, self.config_files, cfg)
+
+    def run_path(self, run_id):
+        return os.path.join(self.runs_dir, f"{run_id}.json")
+
+    def finished(self, run_id, digest):
+        path = self.run_path(run_id)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("spec_hash") == digest and record.get("status") == "ok":
+            return record
+        stale = os.path.join(self.runs_dir, "stale")
+        os.makedirs(stale, exist_ok=True)
+        for suffix in (".json", ".peruser.npz"):
+            src = os.path.join(self.runs_dir, run_id + suffix)
+            if os.path.exists(src):
+                shutil.move(src, os.path.join(stale, run_id + suffix))
+        log(f"{run_id}: its spec changed since it ran (moved to runs/stale/); running it again")
+        return None
+
+    def execute(self, run_id, variant, seed, cfg):
+        """Train + evaluate one run through quick_start.run, then the per-user pass; save both."""
+        model = variant["model"]
+        cfg = dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id))
+        digest = self.digest(variant, cfg)
+        record = self.finished(run_id, digest)
+        if record is not None:
+            return record, False
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        t0 = time.time()
+        if variant.get("pretrain") is not None:
+            cfg["pre_model_path"] = self.pretrain(variant, cfg)
+        self.calls += 1
+        result = quick_start.run(model=model, dataset=self.dataset, config_file_list=self.config_files or None,
+                                 config_dict=cfg, saved=True)
+        train_s = time.time() - t0
+        ckpt = result.get("saved_model_file")
+        best_epoch = None
+        if ckpt and os.path.isfile(ckpt):
+            from recbole_saerec.trainer import load_checkpoint
+
+            best_epoch = int(load_checkpoint(ckpt).get("epoch", -1))
+        history = result.get("history") or []
+        tokens, per_user, test_again = per_user_metrics(model, self.dataset, self.config_files or None, cfg, ckpt)
+        for key, value in result["test_result"].items():
+            if key in per_user and abs(float(np.mean(per_user[key])) - float(value)) > 1e-3:
+                raise RuntimeError(f"{run_id}: per-user mean {key}={np.mean(per_user[key]):.5f} differs from "
+                                   f"the run's test result {value:.5f}")
+        save_per_user(self.runs_dir, run_id, tokens, per_user)
+        from recbole_saerec.config import Config
+
+        resolved = Config(model=model, dataset=self.dataset, config_file_list=self.config_files or None,
+                          config_dict=cfg)
+        record = {
+            "run_id": run_id, "variant": variant["name"], "model": model, "role": variant["role"],
+            "dataset": self.dataset, "seed": int(seed), "status": "ok", "spec_hash": digest,
+            "overrides": cfg, "config_files": self.config_files,
+            "best_valid_score": result["best_valid_score"], "best_valid_result": result["best_valid_result"],
+            "test_result": result["test_result"], "test_result_per_user_mean": {k: float(np.mean(v))
+                                                                              for k, v in per_user.items()},
+            "n_test_users": int(len(tokens)), "best_epoch": best_epoch, "epochs_cap": resolved["epochs"],
+            "epochs_run": len(history) or None, "stopped_by": stopped_by(history, resolved),
+            "mask_history": bool(resolved["mask_history"]), "history": history,
+            "stopping_step": resolved["stopping_step"], "valid_metric": resolved["valid_metric"],
+            "train_eval_seconds": round(train_s, 1), "seconds": round(time.time() - t0, 1),
+            "started": started, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "versions": self.env["versions"], "machine": self.env["machine"],
+            "config": {k: resolved[k] for k in resolved.final_config_dict},
+        }
+        write_json_atomic(self.run_path(run_id), record)
+        from recbole_saerec.trainer import resume_path
+
+        resume_file = resume_path(cfg["checkpoint_dir"], model)
+        if os.path.isfile(resume_file):  # the run is recorded: its training state is no longer needed
+            os.remove(resume_file)
+        if not self.keep_checkpoints:
+            shutil.rmtree(cfg["checkpoint_dir"], ignore_errors=True)
+        self.durations.append(record["seconds"])
+        return record, True
+
+    def pretrain(self, variant, cfg):
+        """Stage 1 of a two-stage model (S3Rec): self-supervised pre-training on the TRAIN split only.
+
+        Same config chain, with the variant's `pretrain` overrides; the pre-training epochs
+        are capped by --budget_epochs too. The weights are saved as a plain state dict, which
+        RecBole's S3Rec finetune stage loads with torch.load under torch >= 2.6 (weights only).
+        """
+        import torch
+
+        from recbole_saerec.utils import get_trainer
+
+        pcfg = dict(cfg, train_stage="pretrain", **variant["pretrain"])
+        if self.budget_epochs is not None:
+            pcfg["pretrain_epochs"] = min(int(pcfg.get("pretrain_epochs", self.budget_epochs)), int(self.budget_epochs))
+        if "pretrain_epochs" in pcfg:
+            pcfg["save_step"] = pcfg["pretrain_epochs"]
+        config, _data, train_data, _valid, _test = quick_start.prepare(
+            variant["model"], self.dataset, self.config_files or None, pcfg)
+        net = quick_start.build_model(config, train_data)
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+        trainer.fit(train_data, None, saved=True, show_progress=False)  # pretrain(): no valid, no test
+        os.makedirs(cfg["checkpoint_dir"], exist_ok=True)
+        path = os.path.join(cfg["checkpoint_dir"], "pretrained.pth")
+        torch.save({"state_dict": net.state_dict()}, path)
+        log(f"{variant['name']}: pre-trained {config['pretrain_epochs']} epochs -> {path}")
+        return path
+
+    # -- intents needed by the variants, built once per artefact directory
+    def ensure_intents(self, plan):
+        """Build the artefacts each intent-reading variant needs, once per artefact directory."""
+        from recbole_saerec.artefacts import resolve_intent_dir
+        from recbole_saerec.config import Config
+        from recbole_saerec.utils import get_model
+
+        built = set()
+        for _run_id, variant, _seed, cfg in plan:
+            if not getattr(get_model(variant["model"]), "needs_intents", False):
+                continue
+            config = Config(model=variant["model"], dataset=self.dataset,
+                            config_file_list=self.config_files or None, config_dict=cfg)
+            if resolve_intent_dir(config) not in built:
+                built.add(quick_start.ensure_intents(config, shared_cache=True))
+
+    # -- search on the first seed, VALID metric only
+    def select(self, variant):
+        if not (self.search and variant.get("search")):
+            return {}, None
+        seed = self.seeds[0]
+        scores = []
+        for k, candidate in enumerate(variant["search"]):
+            run_id = f"{variant['name']}@cand{k}__seed{seed}"
+            record, fresh = self.execute(run_id, variant, seed, self.config_dict(variant, seed, candidate))
+            scores.append(record["best_valid_score"])
+            log(f"search {variant['name']} candidate {k} {candidate}: valid {record['valid_metric']} = "
+                f"{record['best_valid_score']:.4f}" + ("" if fresh else " (finished before)"))
+        best = int(np.argmax(scores))
+        choice = {"variant": variant["name"], "selected_on": "valid", "seed": seed, "candidates": variant["search"],
+                  "valid_scores": scores, "selected": best, "selected_config": variant["search"][best]}
+        write_json_atomic(os.path.join(self.runs_dir, f"{variant['name']}.search.json"), choice)
+        return variant["search"][best], best
+
+    def run_all(self):
+        skip = set()
+        for variant in self.variants:  # intents first: a failing build shows before hours of training
+            try:
+                self.ensure_intents([(None, variant, s, self.config_dict(variant, s)) for s in self.seeds])
+            except Exception as err:  # noqa: BLE001 - the other models still run
+                if self.fail_fast:
+                    raise
+                log(f"FAILED intent build for {variant['name']} (skipped): {type(err).__name__}: {err}")
+                skip.add(variant["name"])
+        total = len(self.variants) * len(self.seeds)
+        done, records, t_start = 0, [], time.time()
+        for variant in self.variants:
+            if variant["name"] in skip:
+                done += len(self.seeds)
+                continue
+            try:
+                chosen, cand = self.select(variant)
+            except Exception as err:  # noqa: BLE001 - one model failing must not stop the others
+                if self.fail_fast:
+                    raise
+                log(f"FAILED search of {variant['name']}: {type(err).__name__}: {err}")
+                done += len(self.seeds)
+                continue
+            for seed in self.seeds:
+                done += 1
+                run_id = f"{variant['name']}__seed{seed}"
+                remaining = total - done + 1
+                eta = (np.mean(self.durations) * remaining) if self.durations else None
+                log(f"[{done}/{total}] {run_id}" + (f"  elapsed {fmt_duration(time.time() - t_start)}"
+                                                    f"  ETA {fmt_duration(eta)}" if eta is not None else ""))
+                cfg = self.config_dict(variant, seed, chosen)
+                try:
+                    if cand is not None and seed == self.seeds[0]:
+                        self.copy_selected(variant, seed, cand, run_id, cfg)
+                    record, fresh = self.execute(run_id, variant, seed, cfg)
+                except Exception as err:  # noqa: BLE001
+                    if self.fail_fast:
+                        raise
+                    log(f"FAILED {run_id}: {type(err).__name__}: {err}")
+                    write_json_atomic(os.path.join(self.runs_dir, f"{run_id}.failed.json"),
+                                      {"run_id": run_id, "error": f"{type(err).__name__}: {err}"})
+                    continue
+                stale_fail = os.path.join(self.runs_dir, f"{run_id}.failed.json")
+                if os.path.exists(stale_fail):
+                    os.remove(stale_fail)
+                records.append(record)
+                if fresh:  # the table follows the runs: a long benchmark shows its partial results
+                    try:
+                        report(self.out_dir, self.dataset, [v["name"] for v in self.variants], self.registry)
+                    except Exception as err:  # noqa: BLE001 - a report problem must not stop training
+                        log(f"report failed: {type(err).__name__}: {err}")
+                test = record["test_result"]
+                how = "done" if fresh else ("= the selected search candidate" if record.get("selected_from")
+                                            else "finished before, skipped")
+                log(f"{run_id} {how}: "
+                    + " ".join(f"{k}={v:.4f}" for k, v in test.items()) + f"  ({fmt_duration(record['seconds'])})")
+        return records
+
+    def copy_selected(self, variant, seed, cand, run_id, cfg):
+        """The selected candidate's first-seed run IS the first-seed run: reuse it, do not train twice."""
+        src = f"{variant['name']}@cand{cand}__seed{seed}"
+        digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id)))
+        if os.path.isfile(self.run_path(run_id)) or not os.path.isfile(self.run_path(src)):
+            return
+        with open(self.run_path(src), encoding="utf-8") as f:
+            record = json.load(f)
+        record.update(run_id=run_id, spec_hash=digest, selected_from=src)
+        shutil.copyfile(os.path.join(self.runs_dir, f"{src}.peruser.npz"),
+                        os.path.join(self.runs_dir, f"{run_id}.peruser.npz"))
+        write_json_atomic(self.run_path(run_id), record)
