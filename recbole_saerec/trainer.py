@@ -116,6 +116,19 @@ def resume_path(checkpoint_dir, model_name):
     return os.path.join(checkpoint_dir, f"{model_name}{RESUME_SUFFIX}")
 
 
+# ----------------------------------------------------------------------------- the seen-item mask
+def mask_seen_items(scores, interaction, config):
+    """-inf on each row's input-sequence items when ``config['mask_history']`` (module docstring).
+
+    The one implementation: the trainer's evaluation, explanations and steering all rank with it,
+    so an unsteered steering run reproduces the checkpoint's test metrics.
+    """
+    seq_field = config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]
+    if config["mask_history"] and seq_field in interaction:  # sequential models; general ones use history_index
+        scores.scatter_(1, interaction[seq_field].to(scores.device), -np.inf)
+    return scores
+
+
 # ----------------------------------------------------------------------------- RNG streams
 def rng_state(train_data):
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
@@ -189,11 +202,7 @@ class CheckpointMixin:
     # -- the seen-item mask
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
-        if self.config["mask_history"]:
-            seq_field = self.config["ITEM_ID_FIELD"] + self.config["LIST_SUFFIX"]
-            if seq_field in interaction:  # sequential models; general ones already mask via history_index
-                scores.scatter_(1, interaction[seq_field].to(scores.device), -np.inf)
-        return interaction, scores, positive_u, positive_i
+        return interaction, mask_seen_items(scores, interaction, self.config), positive_u, positive_i
 
     # -- resumable fit
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):

@@ -133,6 +133,18 @@ def test_unsteered_metrics_are_the_checkpoints_test_metrics(trained):
         assert ranked["ndcg"] == pytest.approx(result["test_result"][f"ndcg@{k}"], abs=1e-4)
 
 
+def test_unsteered_metrics_match_under_the_seen_item_mask(trained, tmp_path):
+    """mask_history (the paper's protocol): explanations and steering rank as the evaluation does."""
+    root, _, _ = trained
+    result = run("SAERec", "tiny", config_dict=base_config(root, str(tmp_path), epochs=1, mask_history=True))
+    bundle = load_model(result["saved_model_file"])
+    ranked = rank_all(bundle, topk=10)
+    assert ranked["hr"] == pytest.approx(result["test_result"]["hit@10"], abs=1e-4)
+    assert ranked["ndcg"] == pytest.approx(result["test_result"]["ndcg@10"], abs=1e-4)
+    for e in explain.explain_users(bundle, topk=5):  # history shown = the whole input sequence here (<= 10)
+        assert not {h["item"] for h in e["history"]} & {r["item"] for r in e["recommendations"]}
+
+
 # ------------------------------------------------------------------ steering
 def test_select_intents_by_words_or_summary():
     cat = [{"row": 0, "words": ["skin", "cream"], "summary": "Skincare"},

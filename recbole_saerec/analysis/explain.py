@@ -35,6 +35,7 @@ import torch
 
 from recbole_saerec.checkpoints import add_checkpoint_args
 from recbole_saerec.cli import UsageError, run_main
+from recbole_saerec.trainer import mask_seen_items
 
 TITLE_FIELDS = ("title", "movie_title", "name", "item_name")
 
@@ -191,13 +192,14 @@ def batches(bundle, rows, batch_size=None):
 
 
 @torch.no_grad()
-def scored_forward(model, interaction):
-    """One forward pass: (scores [B, n_items] with [PAD] at -inf, details from the model)."""
+def scored_forward(model, interaction, config):
+    """One forward pass: (scores [B, n_items], details from the model), ranked as the trainer's
+    evaluation ranks: [PAD] at -inf, and the user's input-sequence items too under ``mask_history``."""
     user, details = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN],
                                   return_details=True)
     scores = user @ details["item_table"].T  # == full_sort_predict
     scores[:, 0] = -torch.inf  # as RecBole's full-sort evaluation
-    return user, scores, details
+    return user, mask_seen_items(scores, interaction, config), details
 
 
 # ------------------------------------------------------------------------- explanations
@@ -214,7 +216,7 @@ def explain_users(bundle, users=None, topk=10, n_history=10, batch_size=None):
     uid_field, iid_field = ds.uid_field, ds.iid_field
     out = []
     for _, inter in batches(bundle, test_rows(bundle, users), batch_size):
-        user_vec, scores, details = scored_forward(model, inter)
+        user_vec, scores, details = scored_forward(model, inter, bundle.config)
         top_scores, top_ids = scores.topk(topk, dim=-1)
         targets = inter[iid_field]
         target_scores = scores.gather(1, targets.unsqueeze(1))

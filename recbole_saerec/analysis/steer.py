@@ -48,6 +48,7 @@ import torch
 from recbole_saerec.analysis.explain import batches, load_model, scored_forward, test_rows
 from recbole_saerec.checkpoints import add_checkpoint_args
 from recbole_saerec.cli import run_main
+from recbole_saerec.utils import hit_ndcg_per_user
 
 MODES = ("model", "score")
 
@@ -148,23 +149,20 @@ def rank_all(bundle, topk=10, rows=(), weight=1.0, mode="model", users=None, bat
     model.eval()
     iid_field = bundle.test_data._dataset.iid_field
     prior = score_prior(model, rows) if mode == "score" and weight != 1 else None
-    tops, hits, gains = [], [], []
+    tops, flags = [], []
     with steered(model, rows if mode == "model" else (), weight):
         for _, inter in batches(bundle, test_rows(bundle, users), batch_size):
-            _, scores, _ = scored_forward(model, inter)
+            _, scores, _ = scored_forward(model, inter, bundle.config)
             if prior is not None:
                 spread = scores[:, 1:].std(dim=1, keepdim=True)
                 scores = scores + (weight - 1.0) * spread * prior.unsqueeze(0)
             top = scores.topk(topk, dim=-1).indices
-            match = top == inter[iid_field].unsqueeze(1)
-            pos = match.float().argmax(1)
-            hit = match.any(1)
             tops.append(top.cpu())
-            hits.append(hit.cpu())
-            gains.append(torch.where(hit, 1.0 / torch.log2(pos.float() + 2.0), torch.zeros_like(pos.float())).cpu())
-    hits, gains = torch.cat(hits), torch.cat(gains)
-    return {"top_ids": torch.cat(tops), "hr": float(hits.float().mean()), "ndcg": float(gains.mean()),
-            "users": int(hits.numel())}
+            flags.append((top == inter[iid_field].unsqueeze(1)).cpu())
+    flags = torch.cat(flags).numpy()
+    per_user = hit_ndcg_per_user(flags, np.ones(len(flags)), [topk])
+    return {"top_ids": torch.cat(tops), "hr": float(per_user[f"hit@{topk}"].mean()),
+            "ndcg": float(per_user[f"ndcg@{topk}"].mean()), "users": int(len(flags))}
 
 
 def category_counts(bundle, top_ids, category_field, sep=None):

@@ -1,26 +1,15 @@
 """Per-user metrics (RecBole's own formulas) and the paired significance tests over seeds and users."""
 import numpy as np
 
+from recbole_saerec.utils import hit_ndcg_per_user
+
 from recbole_saerec.experiments.benchmark.records import load_per_user
 
 
 def per_user_from_topk(topk_matrix, ks):
-    """Per-user Hit@K and NDCG@K from RecBole's `rec.topk` rows (top-K hit flags + number of positives),
-    computed by RecBole's own metric classes (``metric_info`` is their per-user row, before the mean)."""
-    from recbole.evaluator.metrics import NDCG, Hit
-
-    from recbole_saerec.config import Config
-
-    Config.compatibility_settings(None)  # RecBole's NDCG uses np.float: the numpy-2-safe aliases
+    """Per-user Hit@K and NDCG@K from RecBole's `rec.topk` rows (top-K hit flags + number of positives)."""
     topk_matrix = np.asarray(topk_matrix)
-    pos_index, pos_len = topk_matrix[:, :-1].astype(bool), topk_matrix[:, -1].astype(np.int64)
-    hit = Hit.metric_info(None, pos_index)
-    ndcg = NDCG.metric_info(None, pos_index, pos_len)
-    out = {}
-    for k in ks:
-        out[f"hit@{k}"] = hit[:, k - 1].astype(np.float64)
-        out[f"ndcg@{k}"] = ndcg[:, k - 1].astype(np.float64)
-    return out
+    return hit_ndcg_per_user(topk_matrix[:, :-1], topk_matrix[:, -1], ks)
 
 
 def metric_keys(records):
