@@ -40,6 +40,18 @@ def loaded(checkpoints):
     return get
 
 
+def _identity_sae(d):
+    """A TopKSAE that reconstructs exactly: 2d latents, rows +e_i and -e_i, k = 2d (ReLU keeps both signs)."""
+    from recbole_saerec.intents.sae import TopKSAE
+
+    sae = TopKSAE(d, 2 * d, 2 * d, tied=True)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([torch.eye(d), -torch.eye(d)]))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_adapter_captures_exactly_the_scored_vector(loaded, name):
     _config, _dataset, _train, test_data, model, adapter = loaded(name)
@@ -51,7 +63,7 @@ def test_adapter_captures_exactly_the_scored_vector(loaded, name):
     # the captured vector is the one the model scores with: rep @ items^T = the model's scores
     torch.testing.assert_close(rep @ adapter.item_matrix(interaction).T, expected, rtol=1e-5, atol=1e-5)
     # an identity SAE (rows +e_i / -e_i, k = 2d) in place of the representation reproduces the scores exactly
-    sae = P.identity_sae(rep.shape[1])
+    sae = _identity_sae(rep.shape[1])
     recon, _ = adapter.run(interaction, P.sae_transform(sae))
     assert torch.equal(recon, expected)
     # and the wrapper is gone afterwards
