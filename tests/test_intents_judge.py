@@ -321,3 +321,19 @@ def test_offline_judge_example_intents(minilm):
     out = judge.judge_many(words, progress=False)
     assert out[0]["summary"] == "sun protection" and out[0]["verdict"] == "Yes"
     assert out[1]["summary"] != "hair care" and out[1]["example_sim"] < 0.45
+
+
+def test_make_judge_reads_missing_keys_from_the_yaml_not_from_code():
+    import yaml
+
+    from recbole_saerec.utils import PROPERTIES_DIR
+
+    with open(os.path.join(PROPERTIES_DIR, "model", "SAERec.yaml"), encoding="utf-8") as f:
+        declared = yaml.safe_load(f)
+    offline = make_judge({})  # a config without any judge key (GuidedRec's, the probe's, a test's dict)
+    assert isinstance(offline, OfflineJudge)
+    assert offline.thresholds == (declared["judge_offline_yes"], declared["judge_offline_probably"],
+                                  declared["judge_offline_maybe"])
+    lm = make_judge({"judge_backend": "openai", "judge_model": None})  # ~ = the yaml's value
+    assert (lm.model, lm.base_url) == (declared["judge_model"], declared["judge_base_url"].rstrip("/"))
+    assert lm.timeout == declared["judge_timeout"] and lm.max_retries == declared["judge_max_retries"]
