@@ -228,7 +228,7 @@ def test_build_end_to_end_sae_and_kmeans(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build_mod, "write_plot", boom)
+    monkeypatch.setattr(build_mod.pipeline, "write_plot", boom)  # the name the pipeline calls
     with pytest.raises(KeyboardInterrupt):
         build_intents(make_config(root, "tiny", **common), intent_dir=out, progress=False)
     with pytest.raises(IntentArtefactError, match="manifest"):

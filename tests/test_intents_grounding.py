@@ -151,7 +151,7 @@ def test_grounded_keep_rules():
 
 
 def test_kept_none_hint_never_repeats_the_rule_in_force():
-    from recbole_saerec.intents.build import _widen_hint
+    from recbole_saerec.intents.build.grounding import _widen_hint
 
     assert "--intent_keep=probably" not in _widen_hint({"intent_keep": "probably"}, "probably")
     hint = _widen_hint({}, "probably")

@@ -76,16 +76,6 @@ class Corpus:
         return out
 
 
-def _cfg(config, key, default=None):
-    # DEPRECATED: an inline default beside the yaml's. Read values with utils.setting; this stays
-    # only while intents/build.py imports it (judge.py has its own copy) (issue 16).
-    try:
-        value = config[key]
-    except (KeyError, TypeError):
-        return default
-    return default if value is None else value
-
-
 def _as_list(value):
     if value is None:
         return []

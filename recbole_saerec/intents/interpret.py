@@ -1,4 +1,4 @@
-"""Words for each SAE latent (METHOD.md, stage 1, step 4).
+"""Words for each SAE latent (docs/method.md, stage 1, step 4).
 
 Two steps:
 
@@ -146,10 +146,3 @@ def top_words_per_latent(directions, word_embeddings, words, top_n=10, temperatu
     scores = torch.cat(score_parts) if score_parts else torch.zeros(0, k)
     top_words = [[words[i] for i in row] for row in indices.tolist()]
     return top_words, scores.float()
-
-
-def cosine_top_words(directions, word_embeddings, words, top_n=10):
-    """Baseline: the ``top_n`` words by plain cosine with each direction (no specificity term)."""
-    sims = _normalize(directions) @ _normalize(word_embeddings).T
-    top = torch.topk(sims, min(int(top_n), len(words)), dim=1)
-    return [[words[i] for i in row] for row in top.indices.tolist()], top.values
