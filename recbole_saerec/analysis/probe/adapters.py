@@ -27,8 +27,9 @@ class Adapter:
     family = ""
     method = ""
 
-    def __init__(self, model):
+    def __init__(self, model, config=None):
         self.model = model
+        self.config = config  # the run's config: the evaluation's ranking rules (mask_history)
 
     # the representation inside the method's output, and putting a new one back
     def split(self, out):
@@ -141,18 +142,18 @@ class PropagatedAdapter(Adapter):
         return out[1].detach()
 
 
-def make_adapter(model):
+def make_adapter(model, config=None):
     """The adapter for a model's family, or UnsupportedModelError saying what is missing."""
     from recbole.utils import ModelType
 
     name = type(model).__name__
     if model.type == ModelType.SEQUENTIAL:
-        return SequentialAdapter(model)
+        return SequentialAdapter(model, config)
     if model.type == ModelType.GENERAL:
         if hasattr(model, "restore_user_e"):
-            return PropagatedAdapter(model)
+            return PropagatedAdapter(model, config)
         if callable(getattr(model, "get_user_embedding", None)):
-            return UserEmbeddingAdapter(model)
+            return UserEmbeddingAdapter(model, config)
     raise UnsupportedModelError(
         f"The probe supports sequential models whose forward() returns the [batch, d] state they score with "
         f"(SASRec, GRU4Rec, SAERec, ...), BPR-like models (get_user_embedding) and LightGCN-like models "

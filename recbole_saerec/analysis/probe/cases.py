@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from recbole_saerec.analysis.probe.adapters import SequentialAdapter
+from recbole_saerec.trainer import mask_seen_items
+from recbole_saerec.utils import hit_ndcg_per_user
 
 
 # ----------------------------------------------------------------------------- loading
@@ -137,35 +139,26 @@ def test_batches(adapter, test_data):
 
 @torch.no_grad()
 def masked_scores(adapter, interaction, history_index, transform=None):
+    """Scores ranked as the trainer's evaluation ranks them: padding, a general model's history, and
+    (``mask_history`` in the run's config) a sequential model's input-sequence items at -inf."""
     scores, _ = adapter.run(interaction, transform)
     scores = scores.clone()
     scores[:, 0] = -math.inf
     if history_index is not None:
         scores[history_index] = -math.inf
-    return scores
+    return scores if adapter.config is None else mask_seen_items(scores, interaction, adapter.config)
 
 
 @torch.no_grad()
 def evaluate(adapter, batches, transform=None, ks=(10, 20)):
     """HR@K and NDCG@K over full rankings (RecBole's full-sort protocol), optionally with a transform."""
-    hits = {k: [] for k in ks}
-    ndcg = {k: [] for k in ks}
-    kmax = max(ks)
+    flags, n_pos = [], []
     for interaction, history_index, positive_u, positive_i in batches:
         scores = masked_scores(adapter, interaction, history_index, transform)
-        top = scores.topk(kmax, dim=1).indices
         pos = torch.zeros_like(scores, dtype=torch.bool)
         pos[positive_u, positive_i] = True
-        hit = pos.gather(1, top).float()
-        npos = pos.sum(1)
-        disc = 1.0 / torch.log2(torch.arange(2, kmax + 2, dtype=torch.float))
-        for k in ks:
-            hits[k].append(hit[:, :k].amax(1))
-            idcg = torch.cumsum(disc, 0)[(npos.clamp(1, k) - 1)]
-            ndcg[k].append((hit[:, :k] * disc[:k]).sum(1) / idcg)
-    out = {}
-    for k in ks:
-        out[f"hit@{k}"] = round(float(torch.cat(hits[k]).mean()), 4)
-        out[f"ndcg@{k}"] = round(float(torch.cat(ndcg[k]).mean()), 4)
-    return out
+        flags.append(pos.gather(1, scores.topk(max(ks), dim=1).indices))
+        n_pos.append(pos.sum(1))
+    per_user = hit_ndcg_per_user(torch.cat(flags).numpy(), torch.cat(n_pos).numpy(), ks)
+    return {key: round(float(values.mean()), 4) for key, values in per_user.items()}
 

@@ -37,7 +37,7 @@ def probe(checkpoint, out=None, latents_mult=16, n_latents=None, k=8, seed=2020,
     config, dataset, train_data, test_data, model, ckpt_info = load_probed(checkpoint, data_path, judge_options,
                                                                             trust=trust)
     init_seed(seed, True)
-    adapter = make_adapter(model)
+    adapter = make_adapter(model, config)
     texts = item_text_array(config, dataset, text_fields)
     out = out or os.path.join("saved", f"probe-{config['dataset']}-{config['model']}")
     os.makedirs(out, exist_ok=True)
