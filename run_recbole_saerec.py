@@ -19,7 +19,7 @@ from recbole_saerec import cli
 
 def explain_after_run(checkpoint):
     """The `explain_user` of the run's own config, explained from the checkpoint it just wrote."""
-    from recbole_saerec.checkpoints import checkpoint_config, read_checkpoint
+    from recbole_saerec.analysis.checkpoints import checkpoint_config, read_checkpoint
 
     config = checkpoint_config(read_checkpoint(checkpoint))  # the plain-data file this run wrote
     user = config["explain_user"] if "explain_user" in config else None

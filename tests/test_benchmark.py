@@ -10,7 +10,7 @@ from scipy import stats
 
 from conftest import base_config
 from recbole_saerec import quick_start
-from recbole_saerec.checkpoints import resolve_checkpoint
+from recbole_saerec.analysis.checkpoints import resolve_checkpoint
 from recbole_saerec.experiments import benchmark
 
 

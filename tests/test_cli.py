@@ -10,7 +10,7 @@ import torch
 
 from conftest import base_config
 from recbole_saerec import cli
-from recbole_saerec.checkpoints import read_checkpoint, resolve_checkpoint
+from recbole_saerec.analysis.checkpoints import read_checkpoint, resolve_checkpoint
 from recbole_saerec.config import Config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import torch
 
-from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.analysis.checkpoints import add_checkpoint_args
 from recbole_saerec.cli import run_main
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.analysis.checkpoints import add_checkpoint_args
 from recbole_saerec.cli import UsageError, run_main
 from recbole_saerec.trainer import mask_seen_items
 
@@ -59,11 +59,11 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
 
     Config comes from the checkpoint; dataset and splits are rebuilt with the plugin's
     Config / ``create_dataset`` / ``split_with_protocol`` (same protocol as training), the
-    model is rebuilt and its weights loaded with :func:`recbole_saerec.checkpoints.read_checkpoint`.
+    model is rebuilt and its weights loaded with :func:`recbole_saerec.analysis.checkpoints.read_checkpoint`.
 
     Args:
         checkpoint: a ``.pth`` written by ``run_recbole_saerec.py`` / ``quick_start.run``, or a
-            benchmark run folder holding one (see :mod:`recbole_saerec.checkpoints`).
+            benchmark run folder holding one (see :mod:`recbole_saerec.analysis.checkpoints`).
         data_path: folder holding ``<dataset>/`` when it moved since training (the config key).
         device: 'cpu' / 'cuda'; default: the training device if available, else the CPU.
         trust: allow a full pickled checkpoint (only for files you trust: unpickling can run code).
@@ -72,7 +72,7 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
 
     from recbole.utils import init_seed
 
-    from recbole_saerec.checkpoints import checkpoint_config, read_checkpoint
+    from recbole_saerec.analysis.checkpoints import checkpoint_config, read_checkpoint
     from recbole_saerec.data import split_with_protocol
     from recbole_saerec.quick_start import load_dataset
     from recbole_saerec.utils import get_model

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from recbole_saerec.analysis.explain import batches, load_model, scored_forward, test_rows
-from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.analysis.checkpoints import add_checkpoint_args
 from recbole_saerec.cli import run_main
 from recbole_saerec.utils import hit_ndcg_per_user
 

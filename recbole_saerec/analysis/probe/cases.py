@@ -19,11 +19,11 @@ def load_probed(checkpoint, data_path=None, overrides=None, trust=False):
     """(config, dataset, train_data, test_data, frozen model) from a RecBole or plugin checkpoint.
 
     `checkpoint`: a .pth or a benchmark run folder holding one; `trust`: allow a full pickled
-    checkpoint (see recbole_saerec.checkpoints).
+    checkpoint (see recbole_saerec.analysis.checkpoints).
     """
     from recbole.utils import init_seed
 
-    from recbole_saerec.checkpoints import checkpoint_config, read_checkpoint
+    from recbole_saerec.analysis.checkpoints import checkpoint_config, read_checkpoint
     from recbole_saerec.config import Config
     from recbole_saerec.data import split_with_protocol
     from recbole_saerec.quick_start import load_dataset

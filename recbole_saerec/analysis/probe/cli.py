@@ -6,7 +6,7 @@ import sys
 import torch
 
 from recbole_saerec.analysis.probe.run import DEFAULT_SCALES, probe
-from recbole_saerec.checkpoints import add_checkpoint_args
+from recbole_saerec.analysis.checkpoints import add_checkpoint_args
 
 
 def _bool(v):
