@@ -8,7 +8,7 @@ from recbole_saerec import cli
 from recbole_saerec.experiments.benchmark.records import log
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
 from recbole_saerec.experiments.benchmark.report import progress, report
-from recbole_saerec.experiments.benchmark.runner import Benchmark
+from recbole_saerec.experiments.benchmark.runner import Benchmark, resolve_work_dir
 
 
 def parse_value(text):
@@ -50,6 +50,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args, overrides = parse_args(argv)
+    if args.progress:  # read-only: creates nothing
+        for row in progress(resolve_work_dir(args.work_dir, args.dataset)):
+            curve = " ".join(f"{v:.4f}" for v in row["valid_curve"])
+            log(f"{row['run_id']}: {row['epochs_done']} epochs, best valid {row['best_valid_score']:.4f}, "
+                f"{row['epochs_without_improvement']} without improvement"
+                + (" (finished)" if row["finished"] else "") + f"\n    valid curve: {curve}")
+        return {}
     registry = load_registry()
     if args.variants:
         registry.update(load_registry([args.variants]))
@@ -67,13 +74,6 @@ def main(argv=None):
                       budget_epochs=args.budget_epochs, work_dir=args.work_dir, search=args.search == "on",
                       keep_checkpoints=args.keep_checkpoints, machine_label=args.machine, fail_fast=args.fail_fast,
                       registry=registry)
-    if args.progress:
-        for row in progress(bench.work_dir):
-            curve = " ".join(f"{v:.4f}" for v in row["valid_curve"])
-            log(f"{row['run_id']}: {row['epochs_done']} epochs, best valid {row['best_valid_score']:.4f}, "
-                f"{row['epochs_without_improvement']} without improvement"
-                + (" (finished)" if row["finished"] else "") + f"\n    valid curve: {curve}")
-        return {}
     if not args.report_only:
         log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
         with cli.recbole_cmd_line({}):  # every config key reaches the runs as cli_config, none via sys.argv

@@ -72,6 +72,11 @@ def per_user_metrics(model, dataset, config_file_list, config_dict, checkpoint_f
 
 
 # ----------------------------------------------------------------------------- one run
+def resolve_work_dir(work_dir, dataset):
+    """Where the runs' checkpoints and resume states live (default saved/benchmark/<dataset>)."""
+    return os.path.abspath(work_dir or os.path.join("saved", "benchmark", dataset))
+
+
 class Benchmark:
     def __init__(self, dataset, variants, seeds, out_dir, config_files=None, cli_config=None,
                  budget_epochs=None, work_dir=None, search=True, keep_checkpoints=True, machine_label=None,
@@ -83,7 +88,7 @@ class Benchmark:
         self.config_files = [os.path.abspath(p) for p in (config_files or [])]
         self.cli_config = dict(cli_config or {})
         self.budget_epochs = budget_epochs
-        self.work_dir = os.path.abspath(work_dir or os.path.join("saved", "benchmark", dataset))
+        self.work_dir = resolve_work_dir(work_dir, dataset)
         self.search, self.keep_checkpoints, self.fail_fast = search, keep_checkpoints, fail_fast
         # Where and with which code the runs were made, taken once at start: the commit named in every
         # record is the code this process runs, even when the checkout moves on while it trains.
