@@ -3,6 +3,7 @@ import json
 import os
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -32,140 +33,164 @@ def build_intents(config, intent_dir=None, progress=True):
 
 
 def _build_locked(config, intent_dir, progress):
-    from recbole.data import create_dataset
-
-    from recbole_saerec.intents.interpret import build_vocabulary, top_words_per_latent
-    from recbole_saerec.intents.judge import keep_rule, make_judge, parse_keep_rule
-
+    """The stages in order; each reads what the earlier ones left on ``b`` (one build's state)."""
     rule = setting(config, "intent_keep")
     rule = "yes" if rule is True else str(rule).lower()
+    from recbole_saerec.intents.judge import parse_keep_rule
+
     parse_keep_rule(rule)  # a bad rule fails here, not after encoding and SAE training
-    t0 = time.time()
-    timings = {}
-    cache_dir = os.path.abspath(setting(config, "intent_cache_dir") or os.path.join(intent_dir, "cache"))
     # Half the cores by default: on this project's shared 2-core machines a second thread
     # made the SAE ~25x SLOWER under load (1.5 s vs 0.06 s per step), spinning against others.
     threads = setting(config, "intent_num_threads") or max(1, (os.cpu_count() or 2) // 2)
     torch.set_num_threads(int(threads))
-    dataset_name = config["dataset"]
+    b = SimpleNamespace(rule=rule, t0=time.time(), timings={}, dataset_name=config["dataset"],
+                        cache_dir=os.path.abspath(setting(config, "intent_cache_dir")
+                                                  or os.path.join(intent_dir, "cache")))
+    for stage in (_corpus, _embed, _fit, _words, _judge, _catalogue):
+        stage(config, b, progress)
+    return _write(config, b, intent_dir, progress)
 
-    # 1. corpus
+
+def _corpus(config, b, progress):
+    """1. the corpus: training-split texts (reviews) or item texts."""
+    from recbole.data import create_dataset
+
     dataset = create_dataset(config)
-    item_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
-    corpus = build_corpus(config, dataset)
+    b.item_tokens = [str(t) for t in dataset.field2id_token[dataset.iid_field][1:]]
+    b.corpus = build_corpus(config, dataset)
     del dataset
-    _say(f"[intents] corpus ({corpus.source}): {len(corpus.texts)} texts, {len(corpus.entry_item)} entries, "
-         f"{corpus.stats.get('items_covered')}/{len(item_tokens)} items with text", progress)
-    timings["corpus_s"] = round(time.time() - t0, 1)
+    _say(f"[intents] corpus ({b.corpus.source}): {len(b.corpus.texts)} texts, {len(b.corpus.entry_item)} entries, "
+         f"{b.corpus.stats.get('items_covered')}/{len(b.item_tokens)} items with text", progress)
+    b.timings["corpus_s"] = round(time.time() - b.t0, 1)
 
-    # 2. embeddings
-    t = time.time()
-    encoder = make_encoder(config)
-    chunk = int(setting(config, "intent_encode_chunk"))
-    x = encode_cached(encoder, corpus.texts, cache_dir, chunk_size=chunk, progress=progress, desc="encode texts")
-    emb_key = cache_key(corpus.texts, encoder, chunk)
-    timings["encode_s"] = round(time.time() - t, 1)
 
-    # 3. SAE / KMeans
+def _embed(config, b, progress):
+    """2. text embeddings, cached by content (chunked: an interrupted encoding resumes)."""
     t = time.time()
-    method, directions, center, codes, metrics = fit_codes(config, x, emb_key, corpus.source, cache_dir, progress)
-    n_latents = directions.shape[0]
-    text_codes = codes_matrix(codes, n_latents)
-    freq = np.asarray(metrics["frequency"], dtype=np.float64)
-    alive = [j for j in range(n_latents) if freq[j] > 0]
-    timings["fit_s"] = round(time.time() - t, 1)
+    b.encoder = make_encoder(config)
+    b.chunk = int(setting(config, "intent_encode_chunk"))
+    b.x = encode_cached(b.encoder, b.corpus.texts, b.cache_dir, chunk_size=b.chunk, progress=progress,
+                        desc="encode texts")
+    b.emb_key = cache_key(b.corpus.texts, b.encoder, b.chunk)
+    b.timings["encode_s"] = round(time.time() - t, 1)
 
-    # 4. words per latent (vocabulary embedded with the same encoder)
+
+def _fit(config, b, progress):
+    """3. the TopK SAE (or KMeans-Intent's centroids) over the embeddings."""
     t = time.time()
-    vocab = build_vocabulary(corpus.texts, max_words=int(setting(config, "intent_vocab_size")),
-                             min_count=int(setting(config, "intent_vocab_min_count")))
-    if not vocab:
-        raise ValueError(f"intent vocabulary of '{dataset_name}' is empty: the corpus has no word in >= "
+    b.method, b.directions, b.center, codes, b.metrics = fit_codes(config, b.x, b.emb_key, b.corpus.source,
+                                                                   b.cache_dir, progress)
+    b.n_latents = b.directions.shape[0]
+    b.text_codes = codes_matrix(codes, b.n_latents)
+    b.freq = np.asarray(b.metrics["frequency"], dtype=np.float64)
+    b.alive = [j for j in range(b.n_latents) if b.freq[j] > 0]
+    b.timings["fit_s"] = round(time.time() - t, 1)
+
+
+def _words(config, b, progress):
+    """4. words per latent (the vocabulary embedded with the same encoder; mutual-information score)."""
+    from recbole_saerec.intents.interpret import build_vocabulary, top_words_per_latent
+
+    t = time.time()
+    b.vocab = build_vocabulary(b.corpus.texts, max_words=int(setting(config, "intent_vocab_size")),
+                               min_count=int(setting(config, "intent_vocab_min_count")))
+    if not b.vocab:
+        raise ValueError(f"intent vocabulary of '{b.dataset_name}' is empty: the corpus has no word in >= "
                          f"intent_vocab_min_count={setting(config, 'intent_vocab_min_count')} texts. Lower it.")
-    word_emb = encode_cached(encoder, vocab, cache_dir, chunk_size=chunk, progress=progress, desc="encode words")
-    word_t = torch.as_tensor(word_emb)
-    dir_for_words = directions if method == "sae" else directions - center
-    top_n = int(setting(config, "intent_top_words"))
-    temperature = float(setting(config, "intent_word_temperature"))
-    words, scores = top_words_per_latent(dir_for_words[alive], word_t - center, vocab, top_n=top_n,
-                                         temperature=temperature)
-    timings["interpret_s"] = round(time.time() - t, 1)
+    b.word_emb = encode_cached(b.encoder, b.vocab, b.cache_dir, chunk_size=b.chunk, progress=progress,
+                               desc="encode words")
+    dir_for_words = b.directions if b.method == "sae" else b.directions - b.center
+    b.words, b.scores = top_words_per_latent(dir_for_words[b.alive], torch.as_tensor(b.word_emb) - b.center, b.vocab,
+                                             top_n=int(setting(config, "intent_top_words")),
+                                             temperature=float(setting(config, "intent_word_temperature")))
+    b.timings["interpret_s"] = round(time.time() - t, 1)
 
-    # 5. judge + keep rule
+
+def _judge(config, b, progress):
+    """5. the judge's verdicts, the grounding score, and the keep rule."""
+    from recbole_saerec.intents.judge import keep_rule, make_judge
+
     t = time.time()
-    judge = make_judge(config, encoder=encoder, word_vectors=(vocab, word_emb))
-    verdicts = judge.judge_many(words, cache_path=os.path.join(cache_dir, "judge.jsonl"), progress=progress)
-    verdicts, grounding, shuffled_auc = ground_latents(config, judge, encoder, corpus.texts, x, text_codes,
-                                                       directions, alive, words, verdicts, vocab, word_emb)
-    kept_mask = [keep_rule(v["verdict"], rule, grounded=g["grounded"]) for v, g in zip(verdicts, grounding)]
-    kept = [j for j, k in zip(alive, kept_mask) if k]
-    timings["judge_s"] = round(time.time() - t, 1)
-    if not kept:
-        raise ValueError(f"intents for '{dataset_name}': the judge kept none of {len(alive)} live latents under "
-                         f"intent_keep={rule!r} (verdicts: {dict(Counter(v['verdict'] for v in verdicts))}, "
-                         f"{sum(g['grounded'] for g in grounding)} grounded). Fix: {_widen_hint(config, rule)}")
+    b.judge = make_judge(config, encoder=b.encoder, word_vectors=(b.vocab, b.word_emb))
+    verdicts = b.judge.judge_many(b.words, cache_path=os.path.join(b.cache_dir, "judge.jsonl"), progress=progress)
+    b.verdicts, b.grounding, b.shuffled_auc = ground_latents(config, b.judge, b.encoder, b.corpus.texts, b.x,
+                                                             b.text_codes, b.directions, b.alive, b.words, verdicts,
+                                                             b.vocab, b.word_emb)
+    kept_mask = [keep_rule(v["verdict"], b.rule, grounded=g["grounded"]) for v, g in zip(b.verdicts, b.grounding)]
+    b.kept = [j for j, k in zip(b.alive, kept_mask) if k]
+    b.timings["judge_s"] = round(time.time() - t, 1)
+    if not b.kept:
+        raise ValueError(f"intents for '{b.dataset_name}': the judge kept none of {len(b.alive)} live latents under "
+                         f"intent_keep={b.rule!r} (verdicts: {dict(Counter(v['verdict'] for v in b.verdicts))}, "
+                         f"{sum(g['grounded'] for g in b.grounding)} grounded). Fix: {_widen_hint(config, b.rule)}")
 
-    # 6. per-item activations over the kept intents
-    top_r = int(setting(config, "intent_item_topr"))
-    indices, values = item_activations(corpus, item_tokens, text_codes, kept, top_r)
-    item_has = np.zeros(len(kept))
-    for row in indices.numpy():
+
+def _catalogue(config, b, progress):
+    """6. per-item activations over the kept intents, and the catalogue rows (kept and all live latents)."""
+    b.top_r = int(setting(config, "intent_item_topr"))
+    b.indices, b.values = item_activations(b.corpus, b.item_tokens, b.text_codes, b.kept, b.top_r)
+    item_has = np.zeros(len(b.kept))
+    for row in b.indices.numpy():
         item_has[row[row >= 0]] += 1
-    examples = top_examples(text_codes, corpus.texts, kept)
-
-    by_latent = {j: (w, v, s, g) for j, w, v, s, g in zip(alive, words, verdicts, scores.tolist(), grounding)}
-    catalogue, all_latents, kept_set = [], [], set(kept)
-    for j in alive:
+    examples = top_examples(b.text_codes, b.corpus.texts, b.kept)
+    by_latent = {j: (w, v, s, g) for j, w, v, s, g in zip(b.alive, b.words, b.verdicts, b.scores.tolist(),
+                                                          b.grounding)}
+    b.catalogue, b.all_latents, kept_set = [], [], set(b.kept)
+    for j in b.alive:
         w, v, s, g = by_latent[j]
-        all_latents.append({"latent_id": j, "kept": j in kept_set, "verdict": v["verdict"],
-                            "summary": v.get("summary", ""), "frequency": float(freq[j]), "words": w,
+        b.all_latents.append({"latent_id": j, "kept": j in kept_set, "verdict": v["verdict"],
+                              "summary": v.get("summary", ""), "frequency": float(b.freq[j]), "words": w,
+                              **_grounding_fields(g)})
+    for row, j in enumerate(b.kept):
+        w, v, s, g = by_latent[j]
+        b.catalogue.append({"row": row, "latent_id": int(j), "words": w, "summary": v.get("summary", ""),
+                            "verdict": v["verdict"], "frequency": float(b.freq[j]),
+                            "item_frequency": float(item_has[row] / len(b.item_tokens)),
+                            "word_scores": [round(float(x), 6) for x in s], "examples": examples[j],
                             **_grounding_fields(g)})
-    for row, j in enumerate(kept):
-        w, v, s, g = by_latent[j]
-        catalogue.append({"row": row, "latent_id": int(j), "words": w, "summary": v.get("summary", ""),
-                          "verdict": v["verdict"], "frequency": float(freq[j]),
-                          "item_frequency": float(item_has[row] / len(item_tokens)),
-                          "word_scores": [round(float(x), 6) for x in s], "examples": examples[j],
-                          **_grounding_fields(g)})
 
-    # 7. write: invalidate the old build first, the manifest last (save_artefacts)
+
+def _write(config, b, intent_dir, progress):
+    """7. write: invalidate the old build first, the manifest last (save_artefacts)."""
     os.makedirs(intent_dir, exist_ok=True)
     if os.path.exists(os.path.join(intent_dir, MANIFEST)):
         os.remove(os.path.join(intent_dir, MANIFEST))
-    k_value = metrics.get("k") if method == "sae" else None
-    fingerprint = {"dataset": dataset_name, "items_sha1": items_sha1(item_tokens), "n_items": len(item_tokens),
-                   "encoder": encoder.name, "layer": encoder.layer, "pooling": encoder.pooling,
-                   "corpus_sha1": corpus.sha1, "method": method, "n_latents": int(n_latents), "k": k_value,
-                   "keep": rule, "judge": judge.name,
+    metrics, name, n_kept, n_alive = b.metrics, b.dataset_name, len(b.kept), len(b.alive)
+    k_value = metrics.get("k") if b.method == "sae" else None
+    fingerprint = {"dataset": name, "items_sha1": items_sha1(b.item_tokens), "n_items": len(b.item_tokens),
+                   "encoder": b.encoder.name, "layer": b.encoder.layer, "pooling": b.encoder.pooling,
+                   "corpus_sha1": b.corpus.sha1, "method": b.method, "n_latents": int(b.n_latents), "k": k_value,
+                   "keep": b.rule, "judge": b.judge.name,
                    "grounding": {k: setting(config, k) for k in GROUNDING_KEYS}}
-    verdict_counts = {v: c for v, c in Counter(x["verdict"] for x in all_latents).items()}
     stats = {"fvu": metrics["fvu"], "l0": metrics["l0"], "dead_fraction": metrics["dead_fraction"],
-             "n_latents": int(n_latents), "n_alive": len(alive), "n_kept": len(kept), "verdicts": verdict_counts,
-             "grounding": {**grounding_summary(all_latents, float(setting(config, "intent_fragment_max"))),
-                           "median_auc_shuffled_words": shuffled_auc},
-             "corpus": corpus.stats, "vocabulary": len(vocab), "item_topr": top_r, "bf16": encoder.bf16,
-             "bf16_min_cos": encoder.bf16_cos, "timings": timings}
-    header = (f"dataset **{dataset_name}**, corpus {corpus.source} ({len(corpus.texts)} texts), encoder "
-              f"`{encoder.name}`, {method} M={n_latents} k={k_value}: FVU {metrics['fvu']:.3f}, "
-              f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}; judge `{judge.name}`, keep "
-              f"`{rule}`: {len(kept)} intents of {len(alive)} live latents.")
-    write_catalogue_tables(intent_dir, catalogue, all_latents, header)
-    write_itemintent(os.path.join(intent_dir, f"{dataset_name}.itemintent"), config["ITEM_ID_FIELD"], item_tokens,
-                     indices, values, seq_sep=setting(config, "seq_separator"))
-    write_plot(os.path.join(intent_dir, "intent_catalogue.png"), all_latents,
-               f"{dataset_name}: {method}, {len(kept)} kept of {len(alive)} live latents")
-    write_grounding_plot(os.path.join(intent_dir, "grounding.png"), all_latents,
-                         f"{dataset_name}: detection AUROC, intent_keep={rule}")
+             "n_latents": int(b.n_latents), "n_alive": n_alive, "n_kept": n_kept,
+             "verdicts": dict(Counter(x["verdict"] for x in b.all_latents)),
+             "grounding": {**grounding_summary(b.all_latents, float(setting(config, "intent_fragment_max"))),
+                           "median_auc_shuffled_words": b.shuffled_auc},
+             "corpus": b.corpus.stats, "vocabulary": len(b.vocab), "item_topr": b.top_r, "bf16": b.encoder.bf16,
+             "bf16_min_cos": b.encoder.bf16_cos, "timings": b.timings}
+    header = (f"dataset **{name}**, corpus {b.corpus.source} ({len(b.corpus.texts)} texts), encoder "
+              f"`{b.encoder.name}`, {b.method} M={b.n_latents} k={k_value}: FVU {metrics['fvu']:.3f}, "
+              f"L0 {metrics['l0']:.1f}, dead {metrics['dead_fraction']:.1%}; judge `{b.judge.name}`, keep "
+              f"`{b.rule}`: {n_kept} intents of {n_alive} live latents.")
+    write_catalogue_tables(intent_dir, b.catalogue, b.all_latents, header)
+    write_itemintent(os.path.join(intent_dir, f"{name}.itemintent"), config["ITEM_ID_FIELD"], b.item_tokens,
+                     b.indices, b.values, seq_sep=setting(config, "seq_separator"))
+    write_plot(os.path.join(intent_dir, "intent_catalogue.png"), b.all_latents,
+               f"{name}: {b.method}, {n_kept} kept of {n_alive} live latents")
+    write_grounding_plot(os.path.join(intent_dir, "grounding.png"), b.all_latents,
+                         f"{name}: detection AUROC, intent_keep={b.rule}")
     with open(os.path.join(intent_dir, "sae.json"), "w") as f:
         json.dump({k: v for k, v in metrics.items() if k != "frequency"}, f, indent=1)
-    extra = ["catalogue.md", "catalogue.csv", "all_latents.csv", f"{dataset_name}.itemintent",
+    extra = ["catalogue.md", "catalogue.csv", "all_latents.csv", f"{name}.itemintent",
              "intent_catalogue.png", "grounding.png", "sae.json"]
-    timings["total_s"] = round(time.time() - t0, 1)
-    save_artefacts(intent_dir, fingerprint, directions[kept], torch.as_tensor(kept), item_tokens, indices, values,
-                   catalogue, stats=stats, extra_files=extra, sources=source_hashes(config, corpus.source))
+    b.timings["total_s"] = round(time.time() - b.t0, 1)
+    save_artefacts(intent_dir, fingerprint, b.directions[b.kept], torch.as_tensor(b.kept), b.item_tokens, b.indices,
+                   b.values, b.catalogue, stats=stats, extra_files=extra, sources=source_hashes(config, b.corpus.source))
     with open(os.path.join(intent_dir, MANIFEST), encoding="utf-8") as f:
         manifest = json.load(f)
-    _say(f"[intents] {header}\n[intents] wrote {intent_dir} in {timings['total_s']:.0f}s "
-         f"(corpus {timings['corpus_s']}s, encode {timings['encode_s']}s, fit {timings['fit_s']}s, "
-         f"interpret {timings['interpret_s']}s, judge {timings['judge_s']}s)", progress)
+    t = b.timings
+    _say(f"[intents] {header}\n[intents] wrote {intent_dir} in {t['total_s']:.0f}s (corpus {t['corpus_s']}s, "
+         f"encode {t['encode_s']}s, fit {t['fit_s']}s, interpret {t['interpret_s']}s, judge {t['judge_s']}s)",
+         progress)
     return manifest
