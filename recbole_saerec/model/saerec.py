@@ -118,7 +118,9 @@ class SAERec(SequentialRecommender):
         n_intent_layers = config["intent_layers"]
         self.personal_branch = BlockStack(n_intent_layers, *block_args) if self.use_personal else None
         self.public_branch = BlockStack(n_intent_layers, *block_args) if self.use_public else None
-        self.n_branches = 1 + int(self.use_personal) + int(self.use_public)
+        self.branch_names = ["self"] + (["personal"] if self.use_personal else []) + (
+            ["public"] if self.use_public else [])
+        self.n_branches = len(self.branch_names)
         self.fusion_gate = nn.Linear(self.n_branches * d, self.n_branches) if self.fusion == "adaptive" else None
         self.loss_fct = nn.CrossEntropyLoss()
 
@@ -195,10 +197,9 @@ class SAERec(SequentialRecommender):
             self.log_fusion(weights.detach().float())
         if not return_details:
             return user
-        names = ["self"] + (["personal"] if self.use_personal else []) + (["public"] if self.use_public else [])
         return user, {
             "personal_idx": personal_idx, "personal_scores": personal_scores.float(), "public_idx": public_idx,
-            "fusion_weights": weights.float(), "branch_names": names, "item_table": table.float(),
+            "fusion_weights": weights.float(), "branch_names": self.branch_names, "item_table": table.float(),
         }
 
     def fuse(self, stacked):
@@ -232,10 +233,9 @@ class SAERec(SequentialRecommender):
         if self._fusion_acc is None:
             return {}
         acc, self._fusion_acc = self._fusion_acc, None
-        n_users, names = acc[-1], ["self"] + (["personal"] if self.use_personal else []) + (
-            ["public"] if self.use_public else [])
-        stats = {f"fusion_{name}": float(acc[i] / n_users) for i, name in enumerate(names)}
-        if len(names) > 1:
+        n_users = acc[-1]
+        stats = {f"fusion_{name}": float(acc[i] / n_users) for i, name in enumerate(self.branch_names)}
+        if self.n_branches > 1:
             stats["fusion_entropy"] = float(acc[-3] / n_users)
             stats["fusion_collapsed_share"] = float(acc[-2] / n_users)
         return stats
