@@ -3,7 +3,6 @@ encodings on one cache are safe to run together (issue 17). Tiny data, no real e
 import json
 import multiprocessing
 import os
-import shutil
 import time
 
 import numpy as np

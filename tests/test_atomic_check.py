@@ -1,6 +1,5 @@
 """Atomic-file validation (issue 17): every silently-wrong input gives file:line, before RecBole reads it."""
 import os
-import shutil
 
 import pytest
 

@@ -10,6 +10,7 @@ from recbole.data import create_dataset
 
 from conftest import GENRES, N_ITEMS, base_config, seed_all, write_fake_intents, write_tiny_dataset
 from recbole_saerec.analysis import explain, steer
+from recbole_saerec.cli import UsageError
 from recbole_saerec.config import Config
 from recbole_saerec.data import split_with_protocol
 from recbole_saerec.analysis.explain import Bundle, ItemText, explain_users, load_model
@@ -259,7 +260,7 @@ def test_explain_and_steer_clis_on_the_tiny_checkpoint(trained, tmp_path, capsys
     assert rep["selected_intents"] and [r["weight"] for r in rep["runs"]] == [1.0, 3.0]
     assert rep["counts_before"]["Beauty"] == 10 * rep["users"]  # every item carries 'Beauty'
     assert (tmp_path / "s.png").stat().st_size > 0
-    with pytest.raises(SystemExit, match="No column"):
+    with pytest.raises(UsageError, match="No column"):
         steer.main([f"--checkpoint={ckpt}", "--trust_checkpoint", "--match=w1a", "--category_field", "genre"])
 
     # the module entry point itself (a fresh interpreter), from another working folder, given the run
@@ -352,5 +353,5 @@ def test_category_sweep_cli(trained, tmp_path, capsys):
     with open(out) as f:
         assert json.load(f)["n_categories"] == 2
     for argv in (["--weight", "2"], ["--categories", "2", "--match", "x"], ["--categories", "2", "--weight", "2,3"]):
-        with pytest.raises(SystemExit, match="error"):
+        with pytest.raises(UsageError, match="--match|--weight"):
             steer.main(["--checkpoint", result["saved_model_file"]] + argv)

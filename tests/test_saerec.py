@@ -5,7 +5,6 @@ import shutil
 import pytest
 import torch
 from recbole.data import create_dataset, data_preparation
-from recbole.data.interaction import Interaction
 
 from conftest import N_INTENTS, base_config, seed_all, write_fake_intents
 from recbole_saerec.artefacts import IntentArtefactError

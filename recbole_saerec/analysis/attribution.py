@@ -79,7 +79,6 @@ def main(argv=None):
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--summary", action="store_true", help="block shares over all test users' top-K")
     p.add_argument("--json", default=None, help="write the result as JSON here")
-    p.add_argument("--data_path", default=None)
     args = p.parse_args(argv)
     from recbole_saerec.analysis.explain import load_model
 

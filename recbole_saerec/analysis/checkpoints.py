@@ -60,10 +60,16 @@ def checkpoint_config(saved, config_dict=None):
         return from_checkpoint(saved, config_dict)
 
 
-def add_checkpoint_args(parser, what="a trained model"):
-    """The --checkpoint and --trust_checkpoint flags, worded the same in every command."""
+def add_checkpoint_args(parser, what="a trained model", scoring=False):
+    """The --checkpoint, --trust_checkpoint and --data_path flags, worded the same in every command;
+    with ``scoring`` also --device and --batch_size, for commands that score every test user."""
     parser.add_argument("--checkpoint", required=True,
                         help=f"{what}: a .pth file, or a benchmark run folder holding one")
     parser.add_argument("--trust_checkpoint", action="store_true",
                         help="allow a full (pickled) checkpoint: only for files you or your own runs wrote, since "
                              "unpickling can run code")
+    parser.add_argument("--data_path", default=None,
+                        help="folder holding <dataset>/ (default: the checkpoint's; give it when the data moved)")
+    if scoring:
+        parser.add_argument("--device", help="cpu | cuda (default: the training device when available)")
+        parser.add_argument("--batch_size", type=int, help="users per forward pass (default: eval_batch_size)")

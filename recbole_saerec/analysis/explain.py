@@ -25,7 +25,6 @@ Many users are explained in batched forward passes (``eval_batch_size`` users ea
 """
 import argparse
 import csv
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args
+from recbole_saerec.artefacts import write_json_atomic
 from recbole_saerec.cli import UsageError, run_main
 from recbole_saerec.trainer import mask_seen_items
 
@@ -363,7 +363,7 @@ def plot_user(e, path):
 # ------------------------------------------------------------------------------- CLI
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_args(parser, "a trained SAERec")
+    add_checkpoint_args(parser, "a trained SAERec", scoring=True)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", help="one raw user id")
     who.add_argument("--users", help="comma-separated raw user ids")
@@ -372,9 +372,6 @@ def main(argv=None):
     parser.add_argument("--history", type=int, default=10, help="how many of the last items to show")
     parser.add_argument("--json", help="write the explanations to this JSON file")
     parser.add_argument("--png", help="PNG per user: this path (one user) or <stem>_<user>.png (several)")
-    parser.add_argument("--data_path", help="folder holding <dataset>/ when it moved since training")
-    parser.add_argument("--device", help="cpu | cuda (default: training device when available)")
-    parser.add_argument("--batch_size", type=int, help="users per forward pass (default: eval_batch_size)")
     args = parser.parse_args(argv)
 
     bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device, trust=args.trust_checkpoint)
@@ -389,9 +386,8 @@ def main(argv=None):
         print(f"\n... {len(result)} users explained" + (f" (all in {args.json})" if args.json else ""))
         print("\n" + format_retrieval_summary(retrieval_summary(result)))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"], "topk": args.topk,
-                       "users": result}, f, indent=1, ensure_ascii=False)
+        write_json_atomic(args.json, {"checkpoint": bundle.checkpoint, "dataset": bundle.config["dataset"],
+                                      "topk": args.topk, "users": result})
     if args.png:
         stem, ext = os.path.splitext(args.png)
         for e in result if len(result) <= 50 else result[:50]:

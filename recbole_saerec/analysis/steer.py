@@ -36,7 +36,6 @@ Mechanisms (``--mode``; weight 1.0 is the identity for both):
   activate the intents, unchanged for the others; use it when ``model`` moves too little.
 """
 import argparse
-import json
 import math
 import sys
 from collections import Counter
@@ -47,7 +46,8 @@ import torch
 
 from recbole_saerec.analysis.explain import batches, load_model, scored_forward, test_rows
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args
-from recbole_saerec.cli import run_main
+from recbole_saerec.artefacts import write_json_atomic
+from recbole_saerec.cli import UsageError, run_main
 from recbole_saerec.utils import hit_ndcg_per_user
 
 MODES = ("model", "score")
@@ -355,7 +355,7 @@ def plot_report(rep, path, n_categories=20):
 # ------------------------------------------------------------------------------- CLI
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_checkpoint_args(parser, "a trained SAERec")
+    add_checkpoint_args(parser, "a trained SAERec", scoring=True)
     parser.add_argument("--match", help="comma-separated substrings, e.g. 'skin,moistur'")
     parser.add_argument("--categories", type=int, default=None,
                         help="sweep: steer each of the N largest categories through the intents that fire on its "
@@ -373,18 +373,16 @@ def main(argv=None):
     parser.add_argument("--topk", type=int, default=10)
     parser.add_argument("--json", help="write the report to this JSON file")
     parser.add_argument("--png", help="write the category counts before/after to this PNG")
-    parser.add_argument("--data_path", help="folder holding <dataset>/ when it moved since training")
-    parser.add_argument("--device", help="cpu | cuda")
-    parser.add_argument("--batch_size", type=int, help="users per forward pass (default: eval_batch_size)")
     args = parser.parse_args(argv)
 
     weights = [float(w) for w in args.weight.split(",") if w.strip()]
     if any(not math.isfinite(w) for w in weights):
-        sys.exit("error: weights must be finite numbers.")
+        raise UsageError("--weight: weights must be finite numbers, e.g. --weight=2.0 or --weight=0.5,2,4")
     if (args.match is None) == (args.categories is None):
-        sys.exit("error: give --match (select intents by words) or --categories N (by the items they fire on).")
+        raise UsageError("give --match (select intents by words) or --categories N (by the items they fire "
+                         "on), not both")
     if args.categories is not None and len(weights) != 1:
-        sys.exit("error: --categories takes one --weight.")
+        raise UsageError("--categories takes one --weight (a sweep of weights is for --match)")
     bundle = load_model(args.checkpoint, data_path=args.data_path, device=args.device, trust=args.trust_checkpoint)
     try:
         if args.categories is not None:
@@ -396,11 +394,10 @@ def main(argv=None):
                                topk=args.topk, target_categories=args.target_category, mode=args.mode,
                                sep=args.category_sep, batch_size=args.batch_size)
     except ValueError as exc:
-        sys.exit(f"error: {exc}")
+        raise UsageError(str(exc)) from None
     print(format_sweep(rep) if args.categories is not None else format_report(rep))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rep, f, indent=1, ensure_ascii=False)
+        write_json_atomic(args.json, rep)
     if args.png and args.categories is None:
         plot_report(rep, args.png)
     return rep

@@ -36,7 +36,6 @@ def main(argv=None):
     parser.add_argument("--scales", default=",".join(str(s) for s in DEFAULT_SCALES))
     parser.add_argument("--max_tune_cases", type=int, default=500)
     parser.add_argument("--max_cases", type=int, default=None, help="subsample training cases (large data)")
-    parser.add_argument("--data_path", default=None, help="folder holding <dataset>/ (default: the checkpoint's)")
     parser.add_argument("--text_fields", default=None, help="comma-separated .item columns (default: "
                                                             "intent_item_text_fields of the dataset yaml)")
     parser.add_argument("--lm_concept", type=_bool, default=False, help="sentence concepts via the judge backends")
