@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import warnings
 from logging import getLogger
 
@@ -59,12 +60,13 @@ def load_dataset(config):
         return create_dataset(config)
 
 
-def ensure_intents(config, shared_cache=False):
+def ensure_intents(config, shared_cache=False, builder=None, log=None):
     """Models that read intent artefacts get them built offline first when asked to.
 
     ``shared_cache``: unless the config names a cache, every intent tag of the dataset shares one
     (artefacts.shared_cache_dir), so noIde filters the very same SAE latents as SAERec and
     KMeans-Intent clusters the very same embeddings: only the studied part differs (benchmark, tune).
+    ``builder`` replaces ``build_intents`` (tests); ``log`` gets one line per set, cached or built.
     Returns the artefact directory (None for models without intents).
     """
     model_class = get_model(config["model"])
@@ -76,14 +78,19 @@ def ensure_intents(config, shared_cache=False):
     intent_dir = resolve_intent_dir(config)
     check_intent_sources(config, intent_dir)  # [intents] texts changed since the build: rebuild or stop
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
+        if log:
+            log(f"intents: cached in {intent_dir}")
         return intent_dir  # the model validates what is there (or reports what is missing)
-    if shared_cache and not config["intent_cache_dir"] and not config["intent_dir"]:
+    if shared_cache and not config["intent_cache_dir"]:
         config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], config["dataset"])
     getLogger().info(set_color("Intent artefacts missing", "yellow")
                      + f": building them in {intent_dir} (cache {config['intent_cache_dir'] or 'default'})")
-    from recbole_saerec.intents.build import build_intents
-
-    build_intents(config, intent_dir=intent_dir)
+    if builder is None:
+        from recbole_saerec.intents.build import build_intents as builder
+    start = time.time()
+    builder(config, intent_dir=intent_dir)
+    if log:
+        log(f"intents: built in {intent_dir} in {time.time() - start:.0f}s")
     return intent_dir
 
 

@@ -38,6 +38,7 @@ import os
 import sys
 import time
 
+from recbole_saerec.artefacts import write_json_atomic
 from recbole_saerec.experiments.tune.configs import _argv, merge_config_files, parse_value
 from recbole_saerec.experiments.tune.report import write_outputs
 from recbole_saerec.experiments.tune.space import DEFAULT_SPACE, intent_combinations, intent_tag, load_space, param_space
@@ -123,38 +124,24 @@ def make_setup(args, extra, argv=None):
 
 
 def prepare_intents(setup, builder=None, log=print):
-    """Build each distinct intent artefact set once (driver side); record tag -> directory."""
+    """Build each distinct intent artefact set once (driver side), as any run would
+    (quick_start.ensure_intents, with the dataset's shared embedding cache); record tag -> directory."""
     if not setup["needs_intents"]:
         return
-    from recbole_saerec.artefacts import MANIFEST, shared_cache_dir
     from recbole_saerec.config import Config
+    from recbole_saerec.quick_start import ensure_intents
 
     base = setup["config_dict"]
-    swept = {k: tuple(v) for k, v in setup["swept"].items()}
-    combos = intent_combinations(swept)
-    for values in combos:
+    for values in intent_combinations({k: tuple(v) for k, v in setup["swept"].items()}):
         tag = intent_tag(values, base)
-        if not values and base.get("intent_dir"):
-            intent_dir = base["intent_dir"]  # the user named one set for the whole sweep
-        else:
-            intent_dir = os.path.join(base["intent_root"], setup["dataset"], tag)
-        setup["intent_dirs"][tag] = intent_dir
-        if os.path.isfile(os.path.join(intent_dir, MANIFEST)):
-            log(f"[tune] intents {tag}: cached in {intent_dir}")
-            continue
-        if builder is None:
-            from recbole_saerec.intents.build import build_intents as builder
-        log(f"[tune] intents {tag}: building in {intent_dir}")
-        start = time.time()
-        build_cfg = dict(base, **values, intent_dir=intent_dir)
-        # One cache for all builds of the dataset (sweeps, benchmark, the default build): the text
-        # embeddings are computed once, not once per k.
-        if not build_cfg.get("intent_cache_dir"):
-            build_cfg["intent_cache_dir"] = shared_cache_dir(base["intent_root"], setup["dataset"])
+        # the user named one set for the whole sweep, or one folder per swept combination
+        intent_dir = base["intent_dir"] if not values and base.get("intent_dir") else \
+            os.path.join(base["intent_root"], setup["dataset"], tag)
         with _argv([]):
-            config = Config(model=setup["model"], dataset=setup["dataset"], config_dict=build_cfg)
-        builder(config, intent_dir=intent_dir, progress=True)
-        log(f"[tune] intents {tag}: built in {time.time() - start:.0f}s")
+            config = Config(model=setup["model"], dataset=setup["dataset"],
+                            config_dict=dict(base, **values, intent_dir=intent_dir, intent_autobuild=True))
+        setup["intent_dirs"][tag] = ensure_intents(config, shared_cache=True, builder=builder,
+                                                   log=lambda line: log(f"[tune] {tag} {line}"))
 
 
 def _trainable(setup):
@@ -212,8 +199,7 @@ def run_sweep(argv=None, callbacks=None, intent_builder=None):
         setup["name"], setup["storage_path"], setup["out"] = name, storage, args.out
         if "://" not in storage:
             os.makedirs(exp_path, exist_ok=True)
-            with open(os.path.join(exp_path, SETUP_FILE), "w", encoding="utf-8") as f:
-                json.dump(setup, f, indent=1)
+            write_json_atomic(os.path.join(exp_path, SETUP_FILE), setup)
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup["max_epochs"],
                                   grace_period=min(setup["grace_period"], setup["max_epochs"]),
                                   reduction_factor=setup["reduction_factor"])
