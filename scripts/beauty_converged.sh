@@ -29,5 +29,5 @@ common=(--dataset=amazon-beauty --seeds="$SEEDS" --seed_base=2020 --out="$OUT" -
 nohup $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
 nohup $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
-echo "running: logs in $WORK/logs/{A,B}.log; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$SLOT_A,$SLOT_B"
+echo "running: logs in $WORK/logs/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --work_dir=$WORK/ckpt --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$SLOT_A,$SLOT_B"
 wait

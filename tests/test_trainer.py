@@ -139,3 +139,17 @@ def test_progress_reads_the_valid_curve_of_runs_in_flight(tiny_root, tmp_path):
     assert row["run_id"] == "SAERec__seed7" and row["epochs_done"] == 3 and row["finished"]
     assert row["valid_curve"] == [h["valid_score"] for h in result["history"]]
     assert row["best_valid_score"] == result["best_valid_score"]
+    assert row["seconds_per_epoch"] > 0 and row["epochs_to_patience"] == 50 - row["epochs_without_improvement"]
+
+
+def test_progress_command_needs_no_model_list(tiny_root, tmp_path, capsys):
+    from recbole_saerec.experiments.benchmark import main
+
+    work = tmp_path / "work"
+    assert main(["--dataset=tiny", f"--work_dir={work}", "--progress"]) == {}
+    assert "no run in flight" in capsys.readouterr().out
+    run_tiny(tiny_root, str(work / "SAERec__seed7"), epochs=2)
+    main(["--dataset=tiny", f"--work_dir={work}", "--progress"])
+    text = capsys.readouterr().out
+    # SAERec's three branches: the last epoch's gate weights, then the VALID curve
+    assert "SAERec__seed7: 2 epochs" in text and "fusion (last epoch): self" in text and "valid curve:" in text

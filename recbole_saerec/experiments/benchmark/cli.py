@@ -7,7 +7,7 @@ import yaml
 from recbole_saerec import cli
 from recbole_saerec.experiments.benchmark.records import log
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
-from recbole_saerec.experiments.benchmark.report import progress, report
+from recbole_saerec.experiments.benchmark.report import format_progress, progress, report
 from recbole_saerec.experiments.benchmark.runner import Benchmark, resolve_work_dir
 
 
@@ -24,7 +24,7 @@ def parse_args(argv=None):
 
     p = argparse.ArgumentParser(description=package.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", "-d", required=True)
-    p.add_argument("--models", "-m", required=True, help="comma-separated model or variant names")
+    p.add_argument("--models", "-m", help="comma-separated model or variant names (not needed with --progress)")
     p.add_argument("--seeds", default="3", help="a count N (seeds seed_base..seed_base+N-1) or a list '1,2,3'")
     p.add_argument("--seed_base", type=int, default=2020, help="first seed when --seeds is a count")
     p.add_argument("--out", default=None, help="results folder (default docs/results/<dataset>)")
@@ -51,12 +51,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args, overrides = parse_args(argv)
     if args.progress:  # read-only: creates nothing
-        for row in progress(resolve_work_dir(args.work_dir, args.dataset)):
-            curve = " ".join(f"{v:.4f}" for v in row["valid_curve"])
-            log(f"{row['run_id']}: {row['epochs_done']} epochs, best valid {row['best_valid_score']:.4f}, "
-                f"{row['epochs_without_improvement']} without improvement"
-                + (" (finished)" if row["finished"] else "") + f"\n    valid curve: {curve}")
+        rows = progress(resolve_work_dir(args.work_dir, args.dataset))
+        for row in rows:
+            log(format_progress(row))
+        if not rows:
+            log(f"no run in flight under {resolve_work_dir(args.work_dir, args.dataset)}")
         return {}
+    if not args.models:
+        raise cli.UsageError("--models is required (e.g. --models=SAERec,SASRec-CE); only --progress runs without it")
     registry = load_registry()
     if args.variants:
         registry.update(load_registry([args.variants]))

@@ -161,8 +161,34 @@ def progress(work_dir):
     for path in sorted(glob.glob(os.path.join(work_dir, "*", f"*{RESUME_SUFFIX}"))):
         state = load_checkpoint(path)
         history = state.get("history") or []
+        recent = sorted(h["seconds"] for h in history[-5:] if h.get("seconds"))
+        patience = (state.get("config") or {}).get("stopping_step")
         rows.append({"run_id": os.path.basename(os.path.dirname(path)), "epochs_done": state["epoch"] + 1,
                      "best_valid_score": state["best_valid_score"], "epochs_without_improvement": state["cur_step"],
                      "finished": state["finished"], "valid_curve": [h["valid_score"] for h in history],
-                     "last_epoch": history[-1] if history else None})
+                     "last_epoch": history[-1] if history else None,
+                     # median of the last 5 epochs: one slow epoch (a paused run) does not skew it
+                     "seconds_per_epoch": recent[len(recent) // 2] if recent else None,
+                     # epochs left if VALID does not improve again: the earliest the run can end
+                     "epochs_to_patience": None if patience is None else max(int(patience) - state["cur_step"], 0)})
     return rows
+
+
+def format_progress(row):
+    """Two lines per run in flight: where it is, how fast, the earliest end, and its VALID curve."""
+    line = (f"{row['run_id']}: {row['epochs_done']} epochs, best valid {row['best_valid_score']:.4f}, "
+            f"{row['epochs_without_improvement']} without improvement")
+    if row["finished"]:
+        line += " (finished)"
+    elif row["seconds_per_epoch"]:
+        line += f"; {row['seconds_per_epoch']:.0f} s/epoch"
+        if row["epochs_to_patience"] is not None:
+            left = row["epochs_to_patience"]
+            line += f"; ends in >= {left} epochs (~{left * row['seconds_per_epoch'] / 60:.0f} min) if VALID stalls"
+    last = row["last_epoch"] or {}
+    fusion = [k for k in last if k.startswith("fusion_") and k not in ("fusion_entropy", "fusion_collapsed_share")]
+    if len(fusion) > 1:  # one branch (SASRec+IntentFeat): nothing is fused
+        line += ("\n    fusion (last epoch): " + " ".join(f"{k[7:]} {last[k]:.2f}" for k in fusion)
+                 + f", entropy {last.get('fusion_entropy', float('nan')):.2f}, "
+                   f"users > 0.9 on one branch {last.get('fusion_collapsed_share', float('nan')):.0%}")
+    return line + "\n    valid curve: " + " ".join(f"{v:.4f}" for v in row["valid_curve"])
