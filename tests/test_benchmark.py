@@ -11,6 +11,7 @@ from scipy import stats
 from conftest import base_config
 from recbole_saerec import quick_start
 from recbole_saerec.analysis.checkpoints import resolve_checkpoint
+from recbole_saerec.cli import UsageError
 from recbole_saerec.experiments import benchmark
 
 
@@ -210,6 +211,35 @@ def test_cli_parses_config_keys():
     assert cli == {"MAX_ITEM_LIST_LENGTH": 20, "use_gpu": False, "topk": [10, 20]}
     assert args.models == "SASRec,SAERec" and args.keep_checkpoints
     assert not benchmark.parse_args(["--dataset=tiny", "--models=SASRec", "--drop_checkpoints"])[0].keep_checkpoints
+
+
+def test_against_tests_each_variant_against_its_reference(bench_out, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("SAERec:\n  model: SAERec\n  role: ours\n  against: SASRec\n")
+    result = benchmark.main(["--dataset=tiny", "--models=SAERec,SASRec", "--seeds=1,2", f"--out={out}",
+                             "--report_only", f"--variants={extra}"])
+    against = result["against"]
+    assert [(a["ours"], a["theirs"]) for a in against] == [("SAERec", "SASRec")] * 4
+    # SASRec is the only baseline: the pair is the significance comparison, computed by the same code
+    for a, s in zip(against, result["significance"]):
+        assert a["metric"] == s["metric"] and a["user_p_t"] == s["user_p_t"] and a["seed_p"] == s["seed_p"]
+    with open(os.path.join(out, "against.json")) as f:
+        assert len(json.load(f)) == 4
+    with open(os.path.join(out, "results.md")) as f:
+        assert "| SAERec | SASRec | HR@10 |" in f.read()
+
+
+@pytest.mark.parametrize("body, message", [
+    ("X:\n  model: SAERec\n  agianst: SASRec\n", r"unknown key\(s\) \['agianst'\]"),
+    ("X:\n  model: SAERec\n  against: SASRecc\n", "against: 'SASRecc' is not a variant"),
+])
+def test_registry_refuses_unknown_keys_and_references(tmp_path, body, message):
+    path = tmp_path / "v.yaml"
+    path.write_text(body)
+    with pytest.raises(UsageError, match=message):
+        benchmark.load_registry(extra=[str(path)])
 
 
 def test_report_only_rebuilds_the_table_from_the_runs(bench_out, tmp_path):

@@ -59,9 +59,7 @@ def main(argv=None):
         return {}
     if not args.models:
         raise cli.UsageError("--models is required (e.g. --models=SAERec,SASRec-CE); only --progress runs without it")
-    registry = load_registry()
-    if args.variants:
-        registry.update(load_registry([args.variants]))
+    registry = load_registry(extra=[args.variants])
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     variants = [resolve_variant(n, registry) for n in names]
     seeds = ([int(s) for s in args.seeds.split(",") if s.strip()] if "," in args.seeds

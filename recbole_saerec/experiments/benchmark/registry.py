@@ -3,23 +3,54 @@ import os
 
 import yaml
 
+from recbole_saerec.cli import UsageError
+
 BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
                              "properties", "benchmark")
 
 
-def load_registry(paths=None):
-    """name -> variant dict, from every yaml in properties/benchmark/ (or `paths`)."""
+# What a variant entry may hold (variants.yaml's header says what each means).
+VARIANT_KEYS = {"model", "role", "description", "config", "search", "pretrain", "against"}
+
+
+def load_registry(paths=None, extra=()):
+    """name -> variant dict, from every yaml in properties/benchmark/ (or `paths`), then the `extra`
+    files (a user's --variants: they add variants or override ours by name)."""
     if paths is None:
         paths = sorted(os.path.join(BENCHMARK_DIR, f) for f in os.listdir(BENCHMARK_DIR) if f.endswith(".yaml"))
-    registry = {}
+    paths = list(paths) + [p for p in extra if p]
+    registry, where = {}, {}
     for path in paths:
         with open(path, encoding="utf-8") as f:
             for name, spec in (yaml.safe_load(f) or {}).items():
-                if "model" not in spec:
-                    raise ValueError(f"Variant '{name}' in {path} has no `model`.")
+                if not isinstance(spec, dict) or "model" not in spec:
+                    raise UsageError(f"Variant '{name}' in {path} has no `model`.")
+                unknown = sorted(set(spec) - VARIANT_KEYS)
+                if unknown:
+                    raise UsageError(f"Variant '{name}' in {path}: unknown key(s) {unknown}; a variant takes "
+                                     f"{sorted(VARIANT_KEYS)} (see the comment at the top of variants.yaml).")
                 registry[name] = {"config": {}, "role": None, "description": "", "search": None, "pretrain": None,
-                                  **spec}
+                                  "against": [], **spec}
+                where[name] = path
+    for name, spec in registry.items():
+        refs = spec["against"]
+        spec["against"] = [] if refs is None else [refs] if isinstance(refs, str) else list(refs)
+        for ref in spec["against"]:
+            if ref not in registry and not _is_model(ref):
+                raise UsageError(f"Variant '{name}' in {where[name]}: against: '{ref}' is not a variant "
+                                 f"nor a model name (variants: {', '.join(sorted(registry))}).")
     return registry
+
+
+def _is_model(name):
+    """A plain model name (plugin or RecBole) also names a benchmark row: `--models=GRU4Rec`."""
+    from recbole_saerec.utils import UnknownModelError, get_model
+
+    try:
+        get_model(name)
+    except UnknownModelError:
+        return False
+    return True
 
 
 def resolve_variant(name, registry):
@@ -31,6 +62,7 @@ def resolve_variant(name, registry):
 
         get_model(name)  # a clear error for typos, before any run starts
         variant = {"name": name, "model": name, "config": {}, "search": None, "pretrain": None, "role": None,
+                   "against": [],
                    "description": f"{name}, its RecBole/plugin defaults"}
     if variant["role"] is None:
         variant["role"] = "ours" if name == "SAERec" else "baseline"

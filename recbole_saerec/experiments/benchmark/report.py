@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from recbole_saerec.experiments.benchmark.records import RUNS, load_records, log, write_json_atomic
-from recbole_saerec.experiments.benchmark.stats import metric_keys, significance, summarize
+from recbole_saerec.artefacts import atomic_path
+from recbole_saerec.experiments.benchmark.stats import against_references, metric_keys, significance, summarize
 
 METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "P"}
 
@@ -21,7 +22,7 @@ def fmt_p(p):
     return "n/a" if p is None or not np.isfinite(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
-def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec"):
+def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec", against_rows=()):
     summary = summarize(records)
     metrics = metric_keys(records)
     best = {m: max(summary, key=lambda v: summary[v][m][0]) for m in metrics}
@@ -56,6 +57,20 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec")
                          f"{fmt_p(s['seed_p'])} ({s['seed_n']}) | "
                          f"{s['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(s['user_p_t'])} | "
                          f"{fmt_p(s['user_p_wilcoxon'])} |")
+    if against_rows:
+        lines += ["", "## Each change against its reference (what one component adds or costs)", "",
+                  "A variant that names a reference (`against` in properties/benchmark/) differs from it in one "
+                  "change. User-paired: each test user's metric averaged over seeds; paired t-test and "
+                  "Wilcoxon signed-rank over users.", "",
+                  "| variant | against | metric | variant | reference | rel. | user mean diff [95% CI] "
+                  "| user t-test p | Wilcoxon p | seeds |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for a in against_rows:
+            lo, hi = a["user_ci95"]
+            lines.append(f"| {a['ours']} | {a['theirs']} | {label(a['metric'])} | {a['ours_mean']:.4f} | "
+                         f"{a['theirs_mean']:.4f} | {100 * a['rel_gain']:+.1f}% | "
+                         f"{a['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(a['user_p_t'])} | "
+                         f"{fmt_p(a['user_p_wilcoxon'])} | {a['seed_n']} |")
     if "SAERec" in summary and reference in summary:
         lines += ["", f"## SAERec relative to RecBole {reference} (target: >= +10% on HR@10 and NDCG@10)", ""]
         for m in metrics:
@@ -82,7 +97,7 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec")
 
 def write_csvs(out_dir, records, summary):
     metrics = metric_keys(records)
-    with open(os.path.join(out_dir, "results.csv"), "w", newline="", encoding="utf-8") as f:
+    with atomic_path(os.path.join(out_dir, "results.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["variant", "model", "role", "seed"] + [f"test_{m}" for m in metrics]
                    + [f"valid_{m}" for m in metrics]
@@ -94,7 +109,7 @@ def write_csvs(out_dir, records, summary):
                        + [r.get("best_epoch"), r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
                           r["seconds"], round(r["train_eval_seconds"] / 60 / r["epochs_run"], 2)
                           if r.get("epochs_run") else None])
-    with open(os.path.join(out_dir, "summary.csv"), "w", newline="", encoding="utf-8") as f:
+    with atomic_path(os.path.join(out_dir, "summary.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["variant", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
         for variant, cells in summary.items():
@@ -139,15 +154,17 @@ def report(out_dir, dataset, variant_names=None, registry=None, ours="SAERec"):
     write_json_atomic(os.path.join(out_dir, "significance.json"), sig)
     meta = {v: dict((registry or {}).get(v) or {"model": v, "description": "RecBole/plugin defaults", "config": {}})
             for v in summary}
+    against = against_references(runs_dir, records, {v: m["against"] for v, m in meta.items() if m.get("against")})
+    write_json_atomic(os.path.join(out_dir, "against.json"), against)
     for v in meta:
         search_file = os.path.join(runs_dir, f"{v}.search.json")
         if os.path.isfile(search_file):
             with open(search_file, encoding="utf-8") as f:
                 meta[v]["selected"] = json.load(f)["selected_config"]
-    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(records, sig, dataset, meta))
+    with atomic_path(os.path.join(out_dir, "results.md")) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(markdown(records, sig, dataset, meta, against_rows=against))
     plot(os.path.join(out_dir, "results.png"), summary, dataset)
-    return {"records": records, "summary": summary, "significance": sig}
+    return {"records": records, "summary": summary, "significance": sig, "against": against}
 
 
 def progress(work_dir):

@@ -81,6 +81,23 @@ def seed_averaged_per_user(runs_dir, records, metric):
     return {u: total[u] / count[u] for u in total}
 
 
+def compare(runs_dir, records, ours, theirs, metric, summary=None):
+    """Variant `ours` against variant `theirs` on one test metric: seed-paired and user-paired tests."""
+    summary = summary or summarize(records)
+    mine = [r for r in records if r["variant"] == ours]
+    other = [r for r in records if r["variant"] == theirs]
+    seed = paired_seed_test([(r["seed"], r["test_result"][metric]) for r in mine],
+                            [(r["seed"], r["test_result"][metric]) for r in other])
+    user = paired_user_test(seed_averaged_per_user(runs_dir, mine, metric),
+                            seed_averaged_per_user(runs_dir, other, metric))
+    m_ours, m_theirs = summary[ours][metric][0], summary[theirs][metric][0]
+    return {"metric": metric, "ours": ours, "theirs": theirs, "ours_mean": m_ours, "theirs_mean": m_theirs,
+            "rel_gain": (m_ours - m_theirs) / m_theirs if m_theirs else float("nan"),
+            "seed_n": seed["n"], "seed_t": seed["t"], "seed_p": seed["p"],
+            "user_n": user["n_users"], "user_mean_diff": user["mean_diff"], "user_ci95": user["ci95"],
+            "user_t": user["t"], "user_p_t": user["p_t"], "user_p_wilcoxon": user["p_wilcoxon"]}
+
+
 def significance(runs_dir, records, ours="SAERec"):
     """SAERec against the best BASELINE (by mean test value) per metric: seed-paired and user-paired."""
     summary = summarize(records)
@@ -91,16 +108,18 @@ def significance(runs_dir, records, ours="SAERec"):
     rows = []
     for metric in metric_keys(records):
         best = max(baselines, key=lambda v: summary[v][metric][0])
-        mine = [r for r in records if r["variant"] == ours]
-        theirs = [r for r in records if r["variant"] == best]
-        seed = paired_seed_test([(r["seed"], r["test_result"][metric]) for r in mine],
-                                [(r["seed"], r["test_result"][metric]) for r in theirs])
-        user = paired_user_test(seed_averaged_per_user(runs_dir, mine, metric),
-                                seed_averaged_per_user(runs_dir, theirs, metric))
-        m_ours, m_best = summary[ours][metric][0], summary[best][metric][0]
-        rows.append({"metric": metric, "ours": ours, "best_baseline": best, "ours_mean": m_ours,
-                     "baseline_mean": m_best, "rel_gain": (m_ours - m_best) / m_best if m_best else float("nan"),
-                     "seed_n": seed["n"], "seed_t": seed["t"], "seed_p": seed["p"],
-                     "user_n": user["n_users"], "user_mean_diff": user["mean_diff"], "user_ci95": user["ci95"],
-                     "user_t": user["t"], "user_p_t": user["p_t"], "user_p_wilcoxon": user["p_wilcoxon"]})
+        row = compare(runs_dir, records, ours, best, metric, summary)
+        # the keys the tables and significance.json have always used for this comparison
+        row["best_baseline"], row["baseline_mean"] = row.pop("theirs"), row.pop("theirs_mean")
+        rows.append(row)
     return rows
+
+
+def against_references(runs_dir, records, references):
+    """Each variant against each reference it names (registry key `against`: variant -> list of
+    names), where both have runs: what one change (a feature added, a component removed) does."""
+    summary = summarize(records)
+    return [compare(runs_dir, records, variant, ref, metric, summary)
+            for variant, refs in references.items() if variant in summary
+            for ref in refs if ref in summary
+            for metric in metric_keys(records)]
