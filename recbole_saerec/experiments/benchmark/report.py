@@ -22,6 +22,14 @@ def fmt_p(p):
     return "n/a" if p is None or not np.isfinite(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
+def paired_cells(row):
+    """The cells every paired comparison shows (stats.compare's keys), after the two means."""
+    lo, hi = row["user_ci95"]
+    return (f"{100 * row['rel_gain']:+.1f}% | {fmt_p(row['seed_p'])} ({row['seed_n']}) | "
+            f"{row['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(row['user_p_t'])} | "
+            f"{fmt_p(row['user_p_wilcoxon'])} |")
+
+
 def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec", against_rows=()):
     summary = summarize(records)
     metrics = metric_keys(records)
@@ -50,27 +58,18 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec",
                   "| metric | best baseline | SAERec | baseline | rel. gain | seed-paired p (n) "
                   "| user mean diff [95% CI] | user t-test p | Wilcoxon p |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for s in sig_rows:
-            lo, hi = s["user_ci95"]
-            lines.append(f"| {label(s['metric'])} | {s['best_baseline']} | {s['ours_mean']:.4f} | "
-                         f"{s['baseline_mean']:.4f} | {100 * s['rel_gain']:+.1f}% | "
-                         f"{fmt_p(s['seed_p'])} ({s['seed_n']}) | "
-                         f"{s['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(s['user_p_t'])} | "
-                         f"{fmt_p(s['user_p_wilcoxon'])} |")
+        lines += [f"| {label(s['metric'])} | {s['best_baseline']} | {s['ours_mean']:.4f} | "
+                  f"{s['baseline_mean']:.4f} | " + paired_cells(s) for s in sig_rows]
     if against_rows:
         lines += ["", "## Each change against its reference (what one component adds or costs)", "",
                   "A variant that names a reference (`against` in properties/benchmark/) differs from it in one "
                   "change. User-paired: each test user's metric averaged over seeds; paired t-test and "
                   "Wilcoxon signed-rank over users.", "",
-                  "| variant | against | metric | variant | reference | rel. | user mean diff [95% CI] "
-                  "| user t-test p | Wilcoxon p | seeds |",
+                  "| variant | against | metric | variant | reference | rel. gain | seed-paired p (n) "
+                  "| user mean diff [95% CI] | user t-test p | Wilcoxon p |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for a in against_rows:
-            lo, hi = a["user_ci95"]
-            lines.append(f"| {a['ours']} | {a['theirs']} | {label(a['metric'])} | {a['ours_mean']:.4f} | "
-                         f"{a['theirs_mean']:.4f} | {100 * a['rel_gain']:+.1f}% | "
-                         f"{a['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(a['user_p_t'])} | "
-                         f"{fmt_p(a['user_p_wilcoxon'])} | {a['seed_n']} |")
+        lines += [f"| {a['ours']} | {a['theirs']} | {label(a['metric'])} | {a['ours_mean']:.4f} | "
+                  f"{a['theirs_mean']:.4f} | " + paired_cells(a) for a in against_rows]
     if "SAERec" in summary and reference in summary:
         lines += ["", f"## SAERec relative to RecBole {reference} (target: >= +10% on HR@10 and NDCG@10)", ""]
         for m in metrics:
