@@ -1,4 +1,5 @@
 """The benchmark runner: table against the per-run JSONs, resume, significance on known numbers."""
+import csv
 import json
 import os
 import re
@@ -116,6 +117,14 @@ def test_table_mean_and_std_match_the_run_jsons(bench_out):
         assert rows[best].split("|")[3 + i].strip().startswith("**")
     for name in ("results.csv", "summary.csv", "results.png", "significance.json"):
         assert os.path.getsize(os.path.join(out, name)) > 0
+    # every epoch of every run in curves.csv; the gate's weights for the fusing model only
+    with open(os.path.join(out, "curves.csv")) as f:
+        curves = list(csv.DictReader(f))
+    records_all = bench_out["result"]["records"]
+    assert len(curves) == sum(len(r["history"]) for r in records_all)
+    assert {c["variant"] for c in curves if c["fusion_entropy"]} == {"SAERec"}
+    fusion = table.split("## Fusion")[1].split("##")[0]
+    assert fusion.count("| SAERec__seed") == 2 and "SASRec__" not in fusion
     # SAERec (ours) against the one baseline
     sig = bench_out["result"]["significance"]
     assert [s["best_baseline"] for s in sig] == ["SASRec"] * 4

@@ -70,6 +70,7 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {a['ours']} | {a['theirs']} | {label(a['metric'])} | {a['ours_mean']:.4f} | "
                   f"{a['theirs_mean']:.4f} | " + paired_cells(a) for a in against_rows]
+    lines += fusion_lines(records)
     if "SAERec" in summary and reference in summary:
         lines += ["", f"## SAERec relative to RecBole {reference} (target: >= +10% on HR@10 and NDCG@10)", ""]
         for m in metrics:
@@ -108,11 +109,50 @@ def write_csvs(out_dir, records, summary):
                        + [r.get("best_epoch"), r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
                           r["seconds"], round(r["train_eval_seconds"] / 60 / r["epochs_run"], 2)
                           if r.get("epochs_run") else None])
+    write_curves(os.path.join(out_dir, "curves.csv"), records)
     with atomic_path(os.path.join(out_dir, "summary.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["variant", "n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")])
         for variant, cells in summary.items():
             w.writerow([variant, cells[metrics[0]][2]] + [x for m in metrics for x in cells[m][:2]])
+
+
+def write_curves(path, records):
+    """Every run's per-epoch history in one long table (variant, seed, epoch, valid score, loss,
+    seconds, and SAERec's fusion statistics where recorded): the curves behind best_epoch."""
+    keys = []
+    for r in records:
+        for h in r.get("history") or []:
+            keys += [k for k in h if k not in keys and k != "epoch"]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["variant", "seed", "epoch"] + keys)
+        for r in records:
+            for h in r.get("history") or []:
+                w.writerow([r["variant"], r["seed"], h["epoch"]] + [h.get(k, "") for k in keys])
+
+
+def fusion_lines(records):
+    """results.md: the gate's weights per branch at each fusing run's best epoch and, as the collapse
+    check, over its last 10 epochs (mean weights, entropy 1 = uniform / 0 = one branch, users > 0.9)."""
+    rows = []
+    for r in records:
+        hist = [h for h in r.get("history") or [] if "fusion_entropy" in h]
+        branches = [k for k in (hist[0] if hist else {}) if k.startswith("fusion_")
+                    and k not in ("fusion_entropy", "fusion_collapsed_share")]
+        if len(branches) < 2:
+            continue
+        best = next((h for h in hist if h["epoch"] == r.get("best_epoch")), hist[-1])
+        last = hist[-10:]
+        mean = {k: float(np.mean([h[k] for h in last])) for k in branches + ["fusion_entropy", "fusion_collapsed_share"]}
+        fmt = lambda h: (" / ".join(f"{k[7:]} {h[k]:.2f}" for k in branches)  # noqa: E731
+                         + f" | {h['fusion_entropy']:.2f} | {h['fusion_collapsed_share']:.0%}")
+        rows.append(f"| {r['run_id']} | {best['epoch']} | {fmt(best)} | {fmt(mean)} |")
+    if not rows:
+        return []
+    return ["", "## Fusion: what the gate does (VALID users)", "",
+            "| run | best epoch | weights at best epoch | entropy | users > 0.9 on one branch "
+            "| mean of the last 10 epochs | entropy | users > 0.9 |", "|---|---|---|---|---|---|---|---|"] + rows
 
 
 def plot(path, summary, dataset):
