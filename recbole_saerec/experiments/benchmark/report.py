@@ -22,12 +22,21 @@ def fmt_p(p):
     return "n/a" if p is None or not np.isfinite(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
-def paired_cells(row):
-    """The cells every paired comparison shows (stats.compare's keys), after the two means."""
-    lo, hi = row["user_ci95"]
-    return (f"{100 * row['rel_gain']:+.1f}% | {fmt_p(row['seed_p'])} ({row['seed_n']}) | "
-            f"{row['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {fmt_p(row['user_p_t'])} | "
-            f"{fmt_p(row['user_p_wilcoxon'])} |")
+PAIRED_COLUMNS = ["rel. gain", "seed-paired p (n)", "user mean diff [95% CI]", "user t-test p", "Wilcoxon p"]
+
+
+def paired_section(title, intro, lead_columns, rows, lead):
+    """A results.md section of paired comparisons (stats.compare's keys): `lead(row)` gives the
+    leading cells (names, the two means), then the cells every paired comparison shows."""
+    columns = lead_columns + PAIRED_COLUMNS
+    lines = ["", f"## {title}", "", intro, "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for row in rows:
+        lo, hi = row["user_ci95"]
+        cells = lead(row) + [f"{100 * row['rel_gain']:+.1f}%", f"{fmt_p(row['seed_p'])} ({row['seed_n']})",
+                             f"{row['user_mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]", fmt_p(row["user_p_t"]),
+                             fmt_p(row["user_p_wilcoxon"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec", against_rows=()):
@@ -52,24 +61,20 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec",
         lines.append(f"| {variant} | {recs[0].get('role', '')} | " + " | ".join(row)
                      + f" | {len(recs)} | {epochs} | {minutes:.1f} |")
     if sig_rows:
-        lines += ["", "## Significance: SAERec against the best baseline per metric", "",
-                  "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's "
-                  "metric averaged over seeds, paired t-test and Wilcoxon signed-rank over users.", "",
-                  "| metric | best baseline | SAERec | baseline | rel. gain | seed-paired p (n) "
-                  "| user mean diff [95% CI] | user t-test p | Wilcoxon p |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {label(s['metric'])} | {s['best_baseline']} | {s['ours_mean']:.4f} | "
-                  f"{s['baseline_mean']:.4f} | " + paired_cells(s) for s in sig_rows]
+        lines += paired_section(
+            "Significance: SAERec against the best baseline per metric",
+            "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's metric "
+            "averaged over seeds, paired t-test and Wilcoxon signed-rank over users.",
+            ["metric", "best baseline", "SAERec", "baseline"], sig_rows,
+            lambda s: [label(s["metric"]), s["best_baseline"], f"{s['ours_mean']:.4f}", f"{s['baseline_mean']:.4f}"])
     if against_rows:
-        lines += ["", "## Each change against its reference (what one component adds or costs)", "",
-                  "A variant that names a reference (`against` in properties/benchmark/) differs from it in one "
-                  "change. User-paired: each test user's metric averaged over seeds; paired t-test and "
-                  "Wilcoxon signed-rank over users.", "",
-                  "| variant | against | metric | variant | reference | rel. gain | seed-paired p (n) "
-                  "| user mean diff [95% CI] | user t-test p | Wilcoxon p |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {a['ours']} | {a['theirs']} | {label(a['metric'])} | {a['ours_mean']:.4f} | "
-                  f"{a['theirs_mean']:.4f} | " + paired_cells(a) for a in against_rows]
+        lines += paired_section(
+            "Each change against its reference (what one component adds or costs)",
+            "A variant that names a reference (`against` in properties/benchmark/) differs from it in one change. "
+            "User-paired: each test user's metric averaged over seeds; paired t-test and Wilcoxon signed-rank "
+            "over users.",
+            ["variant", "against", "metric", "variant", "reference"], against_rows,
+            lambda a: [a["ours"], a["theirs"], label(a["metric"]), f"{a['ours_mean']:.4f}", f"{a['theirs_mean']:.4f}"])
     lines += fusion_lines(records)
     if "SAERec" in summary and reference in summary:
         lines += ["", f"## SAERec relative to RecBole {reference} (target: >= +10% on HR@10 and NDCG@10)", ""]
