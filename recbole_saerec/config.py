@@ -8,11 +8,29 @@ RecBole internal yaml -> plugin ``properties/overall.yaml`` -> plugin
 import os
 
 import numpy as np
+import yaml
 from recbole.config import Config as RecBoleConfig
 
 from recbole_saerec.utils import get_model
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
+
+
+def plugin_yaml_files(model, dataset):
+    """The plugin's yaml layers for a model and dataset, in merge order (some may not exist)."""
+    return [os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml")]
+
+
+def plugin_yaml_keys(model, dataset):
+    """Every key the plugin's yaml layers set for this model and dataset."""
+    keys = set()
+    for path in plugin_yaml_files(model, dataset):
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                keys.update(yaml.safe_load(f) or {})
+    return keys
 
 
 class Config(RecBoleConfig):
@@ -91,11 +109,7 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in (
-            os.path.join(PROPERTIES_DIR, "overall.yaml"),
-            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
-            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
-        ):
+        for path in plugin_yaml_files(model, dataset):
             if os.path.isfile(path):
                 loaded = self._update_internal_config_dict(path)
                 if loaded and path.endswith(os.path.join("dataset", f"{dataset}.yaml")):

@@ -29,7 +29,7 @@ STAGE=${GPU_CHECK_STAGE_DIR:-.gpu}
 case "$STAGE" in /*) ;; *) STAGE=$PWD/$STAGE ;; esac
 DRY=${GPU_CHECK_DRY_RUN:-0}
 # in priority order: the attribution 2x2 and the fusion choice first, then the baselines and ablations
-DEFAULT_MODELS=SAERec,SAERec-paper,SASRec-CE,SASRec+IntentFeat,SAERec-residual,SAERec-paper-residual,SAERec-mean,SASRec-BPR,SAERec-noIde,SAERec-noPer,SAERec-noPub,SAERec-noFus,SAERec-noEMA,KMeans-Intent,GuidedRec,SASRec-CE-RecBole
+DEFAULT_MODELS=SAERec,SAERec-paper,SASRec-CE,SASRec+IntentFeat,SAERec-adaptive,SAERec-paper-residual,SAERec-mean,SASRec-BPR,SAERec-noIde,SAERec-noPer,SAERec-noPub,SAERec-noFus,SAERec-noEMA,KMeans-Intent,GuidedRec,SASRec-CE-RecBole
 MODELS=${GPU_CHECK_MODELS:-$DEFAULT_MODELS}
 WHEELS="recbole==1.2.1 colorlog==4.7.2 texttable==1.7.0"
 MAX_CARRY_MB=64

@@ -50,7 +50,7 @@ def bench_out(tiny_root, tmp_path_factory):
     finally:
         quick_start.run = real_run
     return {"out": out, "first_calls": first_calls, "second_calls": calls["n"] - first_calls,
-            "second_counter": second.calls, "result": result, "work": str(tmp / "work")}
+            "second_counter": second.calls, "result": result, "work": str(tmp / "work"), "tmp": tmp}
 
 
 def test_every_run_saved_once_and_resume_skips_them(bench_out):
@@ -92,6 +92,43 @@ def test_changed_spec_is_run_again(bench_out, tiny_root, tmp_path):
     assert not os.path.exists(os.path.join(out, "runs", run_id + ".peruser.npz"))
 
 
+def test_changed_plugin_default_is_run_again(bench_out, tiny_root, tmp_path):
+    """The spec hash holds the overrides, not the plugin's yaml defaults: a record made when a
+    default differed (here the fusion, as when it changed from 'adaptive' to 'residual') is stale."""
+    from recbole_saerec.config import Config
+
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    registry = benchmark.load_registry()
+    variant = benchmark.resolve_variant("SAERec", registry)
+    bench = benchmark.Benchmark("tiny", [variant], [1], out, cli_config=tiny_cli(tiny_root, bench_out["tmp"]),
+                                budget_epochs=2, work_dir=bench_out["work"], search=False)
+    run_id = "SAERec__seed1"
+    cfg = dict(bench.config_dict(variant, 1), checkpoint_dir=os.path.join(bench.work_dir, run_id))
+    digest = bench.digest(variant, cfg)
+    resolved = Config(model="SAERec", dataset="tiny", config_dict=cfg)
+    assert bench.finished(run_id, digest, resolved) is not None  # same defaults: skipped
+    path = os.path.join(out, "runs", run_id + ".json")
+    with open(path) as f:
+        record = json.load(f)
+    assert record["spec_hash"] == digest and record["config"]["fusion"] == resolved["fusion"] == "residual"
+    record["config"]["fusion"] = "adaptive"  # the run as it was made under the old default
+    with open(path, "w") as f:
+        json.dump(record, f)
+    assert bench.finished(run_id, digest, resolved) is None  # same spec hash, changed default: stale
+    assert os.path.exists(os.path.join(out, "runs", "stale", run_id + ".json"))
+
+
+def test_records_name_the_intent_set_they_read(bench_out):
+    with open(os.path.join(bench_out["out"], "runs", "SAERec__seed1.json")) as f:
+        intents = json.load(f)["intents"]
+    with open(os.path.join(intents["dir"], "manifest.json")) as f:
+        manifest = json.load(f)
+    assert intents["n_intents"] == manifest["n_intents"] > 0 and intents["fingerprint"] == manifest["fingerprint"]
+    with open(os.path.join(bench_out["out"], "runs", "SASRec__seed1.json")) as f:
+        assert json.load(f)["intents"] is None  # a model without intents reads none
+
+
 def test_table_mean_and_std_match_the_run_jsons(bench_out):
     out = bench_out["out"]
     records = {}
@@ -102,6 +139,7 @@ def test_table_mean_and_std_match_the_run_jsons(bench_out):
             records.setdefault(r["variant"], []).append(r["test_result"])
     with open(os.path.join(out, "results.md")) as f:
         table = f.read()
+    assert "seen items NOT masked (`mask_history: False`" in table  # every table says which ranking it used
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| SA")}
     for variant in ("SASRec", "SAERec"):
         cells = re.findall(r"(\d\.\d{4}) ± (\d\.\d{4})", rows[variant])

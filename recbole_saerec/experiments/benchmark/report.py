@@ -39,13 +39,24 @@ def paired_section(title, intro, lead_columns, rows, lead):
     return lines
 
 
+def masking_note(records):
+    """Which ranking the table's runs used: with or without the user's input-sequence items."""
+    masked = {bool(r.get("mask_history")) for r in records}
+    if masked == {True}:
+        return "the items of each user's input sequence masked before ranking (`mask_history: True`)"
+    if masked == {False}:
+        return "seen items NOT masked (`mask_history: False`, RecBole's default)"
+    return "MIXED ranking protocols: some runs masked seen items, some did not (see results.csv)"
+
+
 def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec", against_rows=()):
     summary = summarize(records)
     metrics = metric_keys(records)
     best = {m: max(summary, key=lambda v: summary[v][m][0]) for m in metrics}
     lines = [f"# Benchmark: {dataset}", "",
              "Test metrics of the valid-selected checkpoint, mean ± sample std (ddof=1) over seeds; "
-             "best mean per metric in bold. Full ranking over all items, leave-one-out by time.", "",
+             f"best mean per metric in bold. Full ranking over all items, leave-one-out by time; "
+             f"{masking_note(records)}.", "",
              "| model | role | " + " | ".join(label(m) for m in metrics)
              + " | seeds | best epoch (0-based) | min/run |",
              "|---|---|" + "---|" * len(metrics) + "---|---|---|"]
@@ -88,7 +99,9 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec",
               f"{(first.get('config') or {}).get('protocol', 'clean')}; MAX_ITEM_LIST_LENGTH "
               f"{(first.get('config') or {}).get('MAX_ITEM_LIST_LENGTH')}; seeds "
               f"{sorted({r['seed'] for r in records})}",
-              f"- machine: {json.dumps(first.get('machine'))}", f"- versions: {json.dumps(first.get('versions'))}"]
+              f"- machine: {json.dumps(first.get('machine'))}", f"- versions: {json.dumps(first.get('versions'))}",
+              "- commits the runs ran at: " + ", ".join(sorted({str((r.get('versions') or {}).get('git_commit'))
+                                                               for r in records}))]
     if variants_meta:
         lines += ["", "## Variants", ""]
         for name, meta in variants_meta.items():

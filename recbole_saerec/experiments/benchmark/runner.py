@@ -15,8 +15,8 @@ import numpy as np
 
 from recbole_saerec import quick_start
 from recbole_saerec.utils import run_environment
-from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, log, save_per_user, spec_hash,
-                                                          write_json_atomic)
+from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, save_per_user,
+                                                          spec_hash, write_json_atomic)
 from recbole_saerec.experiments.benchmark.report import report
 from recbole_saerec.experiments.benchmark.stats import per_user_from_topk
 
@@ -72,6 +72,34 @@ def per_user_metrics(model, dataset, config_file_list, config_dict, checkpoint_f
 
 
 # ----------------------------------------------------------------------------- one run
+def changed_defaults(recorded, resolved):
+    """Keys set by the plugin's yaml (overall, model, dataset) whose value in `resolved` (a Config)
+    differs from a record's resolved config: a default changed after the run."""
+    from recbole_saerec.config import plugin_yaml_keys
+
+    keys = plugin_yaml_keys(resolved["model"], resolved["dataset"])
+    return sorted(k for k in keys if k not in resolved.external_config_dict and k in recorded
+                  and jsonable(resolved[k]) != jsonable(recorded[k]))
+
+
+def intents_used(model, resolved):
+    """Which intent set a run read (its manifest's fingerprint and build statistics), or None: a
+    rebuild on another machine can differ (e.g. in the latents the judge keeps), so records say."""
+    from recbole_saerec.artefacts import resolve_intent_dir
+    from recbole_saerec.utils import get_model
+
+    if not getattr(get_model(model), "needs_intents", False):
+        return None
+    path = os.path.join(resolve_intent_dir(resolved), "manifest.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    stats = manifest.get("stats") or {}
+    return {"dir": os.path.dirname(path), "fingerprint": manifest.get("fingerprint"),
+            "n_intents": manifest.get("n_intents"), "fvu": stats.get("fvu"), "n_kept": stats.get("n_kept")}
+
+
 def resolve_work_dir(work_dir, dataset):
     """Where the runs' checkpoints and resume states live (default saved/benchmark/<dataset>)."""
     return os.path.abspath(work_dir or os.path.join("saved", "benchmark", dataset))
@@ -116,14 +144,23 @@ class Benchmark:
     def run_path(self, run_id):
         return os.path.join(self.runs_dir, f"{run_id}.json")
 
-    def finished(self, run_id, digest):
+    def finished(self, run_id, digest, resolved=None):
+        """The run's record when it already ran with this spec, else None (a stale record is moved aside).
+
+        The spec hash covers the model, dataset, config files and overrides, not the plugin's own
+        yaml defaults; `resolved` (the Config this run would get now) catches those: a record whose
+        resolved config differs on any key the plugin's yaml sets (a changed default) is stale too.
+        """
         path = self.run_path(run_id)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
-        if record.get("spec_hash") == digest and record.get("status") == "ok":
+        changed = [] if resolved is None else changed_defaults(record.get("config") or {}, resolved)
+        if record.get("spec_hash") == digest and record.get("status") == "ok" and not changed:
             return record
+        if changed:
+            log(f"{run_id}: the plugin's yaml defaults changed since it ran: {', '.join(changed)}")
         stale = os.path.join(self.runs_dir, "stale")
         os.makedirs(stale, exist_ok=True)
         for suffix in (".json", ".peruser.npz"):
@@ -138,7 +175,11 @@ class Benchmark:
         model = variant["model"]
         cfg = dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id))
         digest = self.digest(variant, cfg)
-        record = self.finished(run_id, digest)
+        from recbole_saerec.config import Config
+
+        resolved = Config(model=model, dataset=self.dataset, config_file_list=self.config_files or None,
+                          config_dict=cfg)
+        record = self.finished(run_id, digest, resolved)
         if record is not None:
             return record, False
         started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -162,10 +203,6 @@ class Benchmark:
                 raise RuntimeError(f"{run_id}: per-user mean {key}={np.mean(per_user[key]):.5f} differs from "
                                    f"the run's test result {value:.5f}")
         save_per_user(self.runs_dir, run_id, tokens, per_user)
-        from recbole_saerec.config import Config
-
-        resolved = Config(model=model, dataset=self.dataset, config_file_list=self.config_files or None,
-                          config_dict=cfg)
         record = {
             "run_id": run_id, "variant": variant["name"], "model": model, "role": variant["role"],
             "dataset": self.dataset, "seed": int(seed), "status": "ok", "spec_hash": digest,
@@ -181,6 +218,7 @@ class Benchmark:
             "started": started, "finished": datetime.datetime.now().isoformat(timespec="seconds"),
             "versions": self.env["versions"], "machine": self.env["machine"],
             "config": {k: resolved[k] for k in resolved.final_config_dict},
+            "intents": intents_used(model, resolved),
         }
         write_json_atomic(self.run_path(run_id), record)
         from recbole_saerec.trainer import resume_path
