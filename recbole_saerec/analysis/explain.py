@@ -246,6 +246,7 @@ def explain_users(bundle, users=None, topk=10, n_history=10, batch_size=None):
                     for j, s in zip(details["personal_idx"][b].tolist(), details["personal_scores"][b].tolist())],
                 "public_intents": public,
                 "fusion": dict(zip(details["branch_names"], details["fusion_weights"][b].tolist())),
+                "fusion_rule": model.fusion,
             })
     return out
 
@@ -319,7 +320,11 @@ def format_explanation(e):
     if e["public_intents"]:
         lines.append("Public intents (shared by all users; EMA activation frequency):")
         lines += [_intent_line(p, "activation") for p in e["public_intents"]]
-    lines.append("Fusion weights: " + " | ".join(f"{name} {w:.3f}" for name, w in e["fusion"].items()))
+    # the weights multiply each branch's state in the user vector: a convex mix for 'adaptive' and
+    # 'mean'; for 'residual' the self state always counts once and the intent weights sum to 1
+    rule = {"residual": " (residual: user = self state + the intent branches, weighted)",
+            "adaptive": " (adaptive gate: a convex mix of the branches)"}.get(e.get("fusion_rule"), "")
+    lines.append(f"Fusion weights{rule}: " + " | ".join(f"{name} {w:.3f}" for name, w in e["fusion"].items()))
     return "\n".join(lines)
 
 
