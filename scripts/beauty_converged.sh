@@ -7,6 +7,10 @@
 #
 #   WORK=/somewhere/big bash scripts/beauty_converged.sh            # both slots in the background
 #   SLOT_A="SAERec-paper,SAERec" SLOT_B="SASRec-CE" SEEDS=3 bash scripts/beauty_converged.sh
+#   SLOT_A="SAERec:2021 SAERec-paper:2021" SLOT_B="SASRec-CE:2021" bash scripts/beauty_converged.sh
+#
+# A slot is either a comma list of variants (each run for SEEDS seeds from 2020) or a space-separated
+# queue of variant:seed entries, run one after the other (one benchmark call each).
 #
 # Needs the prepared data in $WORK/dataset (prepare_amazon --out=$WORK/dataset) or builds it from RAW.
 set -euo pipefail
@@ -22,12 +26,22 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELI
 PY=.venv/bin/python
 [ -f "$WORK/dataset/amazon-beauty/amazon-beauty.inter" ] || \
   $PY -m recbole_saerec.data.prepare_amazon --dataset=amazon-beauty --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
-common=(--dataset=amazon-beauty --seeds="$SEEDS" --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search=off
+slot() {  # $1 = the slot's list; runs it in the foreground
+  if [[ "$1" == *:* ]]; then
+    for entry in $1; do
+      $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="${entry%%:*}" --seeds="${entry##*:},"
+    done
+  else
+    $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --seeds="$SEEDS" --models="$1"
+  fi
+}
+common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search=off
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
         --machine="${MACHINE:-2-core AMD EPYC CPU VM, no GPU, 1 torch thread per run, two runs at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
-nohup $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
+slot "$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
-nohup $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
-echo "running: logs in $WORK/logs/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --work_dir=$WORK/ckpt --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$SLOT_A,$SLOT_B"
+slot "$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
+names=$(echo "$SLOT_A $SLOT_B" | tr ' ,' '\n\n' | sed 's/:.*//' | awk 'NF && !seen[$0]++' | paste -sd,)
+echo "running: logs in $WORK/logs/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --work_dir=$WORK/ckpt --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$names"
 wait
