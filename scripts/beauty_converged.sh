@@ -26,6 +26,7 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELI
 PY=.venv/bin/python
 [ -f "$WORK/dataset/amazon-beauty/amazon-beauty.inter" ] || \
   $PY -m recbole_saerec.data.prepare_amazon --dataset=amazon-beauty --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  # the label names this machine's CPU
 slot() {  # $1 = the slot's list; runs it in the foreground
   if [[ "$1" == *:* ]]; then
     for entry in $1; do
@@ -37,7 +38,7 @@ slot() {  # $1 = the slot's list; runs it in the foreground
 }
 common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search=off
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
-        --machine="${MACHINE:-2-core AMD EPYC CPU VM, no GPU, 1 torch thread per run, two runs at once}")
+        --machine="${MACHINE:-$(nproc)-core $cpu VM, no GPU, 1 torch thread per run, two runs at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
 slot "$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
