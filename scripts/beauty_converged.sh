@@ -8,6 +8,7 @@
 #   WORK=/somewhere/big bash scripts/beauty_converged.sh            # both slots in the background
 #   SLOT_A="SAERec-paper,SAERec" SLOT_B="SASRec-CE" SEEDS=3 bash scripts/beauty_converged.sh
 #   SLOT_A="SAERec:2021 SAERec-paper:2021" SLOT_B="SASRec-CE:2021" bash scripts/beauty_converged.sh
+#   SLOT_A="SAERec-mean:2021" SLOT_B= bash scripts/beauty_converged.sh     # one slot only
 #
 # A slot is either a comma list of variants (each run for SEEDS seeds from 2020) or a space-separated
 # queue of variant:seed entries, run one after the other (one benchmark call each).
@@ -27,7 +28,8 @@ PY=.venv/bin/python
 [ -f "$WORK/dataset/amazon-beauty/amazon-beauty.inter" ] || \
   $PY -m recbole_saerec.data.prepare_amazon --dataset=amazon-beauty --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  # the label names this machine's CPU
-slot() {  # $1 = the slot's list; runs it in the foreground
+slot() {  # $1 = the slot's list (empty: nothing); runs it in the foreground
+  [ -n "$1" ] || return 0
   if [[ "$1" == *:* ]]; then
     for entry in $1; do
       $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --models="${entry%%:*}" --seeds="${entry##*:},"
