@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 WORK=${WORK:-$HOME/saerec-work}
 RAW=${RAW:-../shared/datasets/amazon-beauty/raw}
 SEEDS=${SEEDS:-1}
-SLOT_A=${SLOT_A:-SAERec-paper,SAERec,SAERec-adaptive,SAERec-paper-residual,SAERec-mean}
-SLOT_B=${SLOT_B:-SASRec-CE,SASRec+IntentFeat,SAERec-noEMA,SAERec-noFus,SAERec-noPer,SAERec-noPub}
+SLOT_A=${SLOT_A-SAERec-paper,SAERec,SAERec-adaptive,SAERec-paper-residual,SAERec-mean}
+SLOT_B=${SLOT_B-SASRec-CE,SASRec+IntentFeat,SAERec-noEMA,SAERec-noFus,SAERec-noPer,SAERec-noPub}
 OUT=${OUT:-docs/results/beauty-converged}
 mkdir -p "$WORK/logs"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
