@@ -40,7 +40,7 @@ slot() {  # $1 = the slot's list (empty: nothing); runs it in the foreground
 }
 common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search=off
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
-        --machine="${MACHINE:-$(nproc)-core $cpu VM, no GPU, 1 torch thread per run, two runs at once}")
+        --machine="${MACHINE:-$(nproc --all)-core $cpu VM, no GPU, 1 torch thread per run, two runs at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
 slot "$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
