@@ -142,6 +142,17 @@ def test_progress_reads_the_valid_curve_of_runs_in_flight(tiny_root, tmp_path):
     assert row["seconds_per_epoch"] > 0 and row["epochs_to_patience"] == 50 - row["epochs_without_improvement"]
 
 
+def test_progress_marks_a_run_whose_process_is_gone_as_paused(tiny_root, tmp_path):
+    from recbole_saerec.experiments.benchmark.report import format_progress, progress
+
+    run_tiny(tiny_root, str(tmp_path / "work" / "SAERec__seed7"), epochs=2)
+    (row,) = progress(str(tmp_path / "work"))
+    row = dict(row, finished=False, seconds_per_epoch=10.0)
+    assert "PAUSED" not in format_progress(dict(row, saved_seconds_ago=60.0))  # within 3 epochs + 1 min
+    text = format_progress(dict(row, saved_seconds_ago=3600.0))
+    assert "PAUSED: last epoch saved 60 min ago" in text and "ends in" not in text
+
+
 def test_progress_command_needs_no_model_list(tiny_root, tmp_path, capsys):
     from recbole_saerec.experiments.benchmark import main
 

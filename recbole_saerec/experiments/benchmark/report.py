@@ -3,6 +3,7 @@ progress of runs still in flight (read from their resume states)."""
 import csv
 import json
 import os
+import time
 
 import numpy as np
 
@@ -244,8 +245,16 @@ def progress(work_dir):
                      # median of the last 5 epochs: one slow epoch (a paused run) does not skew it
                      "seconds_per_epoch": recent[len(recent) // 2] if recent else None,
                      # epochs left if VALID does not improve again: the earliest the run can end
-                     "epochs_to_patience": None if patience is None else max(int(patience) - state["cur_step"], 0)})
+                     "epochs_to_patience": None if patience is None else max(int(patience) - state["cur_step"], 0),
+                     # a killed run leaves its resume state behind: how long since its last epoch was saved
+                     "saved_seconds_ago": max(time.time() - os.path.getmtime(path), 0.0)})
     return rows
+
+
+def is_paused(row):
+    """No epoch saved for three epochs' time (and a minute): the process that trained it is gone."""
+    spe = row["seconds_per_epoch"]
+    return not row["finished"] and spe is not None and row["saved_seconds_ago"] > 3 * spe + 60
 
 
 def format_progress(row):
@@ -254,6 +263,9 @@ def format_progress(row):
             f"{row['epochs_without_improvement']} without improvement")
     if row["finished"]:
         line += " (finished)"
+    elif is_paused(row):
+        line += (f"; PAUSED: last epoch saved {row['saved_seconds_ago'] / 60:.0f} min ago "
+                 f"(rerun the benchmark command to resume it)")
     elif row["seconds_per_epoch"]:
         line += f"; {row['seconds_per_epoch']:.0f} s/epoch"
         if row["epochs_to_patience"] is not None:
