@@ -73,10 +73,11 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
     if not getattr(model_class, "needs_intents", False):
         return None
     from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir, shared_cache_dir
-    from recbole_saerec.intents.build import check_intent_sources
+    from recbole_saerec.intents.build import check_build_settings, check_intent_sources
 
     intent_dir = resolve_intent_dir(config)
     check_intent_sources(config, intent_dir)  # [intents] texts changed since the build: rebuild or stop
+    check_build_settings(config, intent_dir)  # [intents] built with another keep rule, method, k ...: same
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
         if log:
             log(f"intents: cached in {intent_dir}")

@@ -218,3 +218,54 @@ def test_changed_texts_rebuild_when_autobuild_is_on(tmp_path, monkeypatch):
     _edit(item_path, "makeup product number 2\t", "nail product number 2\t")
     build_mod.check_intent_sources(config, cfg["intent_dir"])
     assert calls == [cfg["intent_dir"]]
+
+
+# ----------------------------------------------------------------------------- build settings changed
+def _config_over_fake_build(tmp_path, explicit_dir, **overrides):
+    from recbole_saerec.artefacts import resolve_intent_dir
+    from recbole_saerec.config import Config
+
+    root = str(tmp_path / "data")
+    write_tiny_dataset(root)
+    cfg = base_config(root, intent_root=str(tmp_path / "intent_root"), **overrides)
+    if not explicit_dir:
+        cfg["intent_dir"] = None  # found through intent_root / intent_tag
+    config = Config(model="SAERec", dataset="tiny", config_dict=cfg)
+    write_fake_intents(resolve_intent_dir(config))  # fingerprint: keep 'yes', method 'sae', k 3
+    return config
+
+
+def test_a_build_made_with_another_keep_rule_is_refused(tmp_path):
+    from recbole_saerec.artefacts import resolve_intent_dir
+    from recbole_saerec.intents.build import check_build_settings
+
+    config = _config_over_fake_build(tmp_path, explicit_dir=False, intent_keep="none")
+    with pytest.raises(IntentArtefactError, match=r"other settings: intent_keep='none' \(built with 'yes'\)"):
+        check_build_settings(config, resolve_intent_dir(config))
+    config = _config_over_fake_build(tmp_path / "k", explicit_dir=False, sae_k=8)
+    with pytest.raises(IntentArtefactError, match=r"sae_k=8 \(built with 3\)"):
+        check_build_settings(config, resolve_intent_dir(config))
+    same = _config_over_fake_build(tmp_path / "same", explicit_dir=False, intent_keep="yes", sae_k=3)
+    check_build_settings(same, resolve_intent_dir(same))  # the settings it was built with: no complaint
+
+
+def test_an_explicit_intent_dir_is_checked_only_on_the_settings_the_user_set(tmp_path):
+    from recbole_saerec.intents.build import check_build_settings
+
+    config = _config_over_fake_build(tmp_path, explicit_dir=True)
+    config["intent_keep"] = "none"  # a default the user did not set: their directory is their choice
+    check_build_settings(config, config["intent_dir"])
+    config = _config_over_fake_build(tmp_path / "set", explicit_dir=True, intent_keep="none")
+    with pytest.raises(IntentArtefactError, match=r"intent_keep='none'"):
+        check_build_settings(config, config["intent_dir"])
+
+
+def test_changed_build_settings_rebuild_when_autobuild_is_on(tmp_path, monkeypatch):
+    from recbole_saerec.artefacts import resolve_intent_dir
+    from recbole_saerec.intents import build as build_mod
+
+    config = _config_over_fake_build(tmp_path, explicit_dir=False, intent_keep="maybe", intent_autobuild=True)
+    calls = []
+    monkeypatch.setattr(build_mod, "build_intents", lambda config, intent_dir: calls.append(intent_dir))
+    build_mod.check_build_settings(config, resolve_intent_dir(config))
+    assert calls == [resolve_intent_dir(config)]

@@ -18,21 +18,22 @@ re-writes the files. The old manifest is removed before anything is written
 and the new one is written last, so an interrupted build never loads as
 complete. Builds of one ``intent_dir`` take turns (a file lock), so two runs
 started together never interleave their files. The manifest records the sha256
-of the raw files the texts came from; ``check_intent_sources`` compares them
-before a model uses the intents (texts changed after the build: rebuild or stop).
+of the raw files the texts came from and the build settings; ``check_intent_sources`` and
+``check_build_settings`` compare them before a model uses the intents (texts or settings
+changed after the build: rebuild or stop).
 
 The package, read in this order: ``stages`` (SAE / KMeans codes, per-item activations),
 ``grounding`` (the grounding stage and its plot), ``outputs`` (catalogue tables, .itemintent,
-plot), ``sources`` (raw-source hashes, ``check_intent_sources``), ``pipeline`` (``build_intents``).
+plot), ``sources`` (raw-source hashes and build settings, the checks before use), ``pipeline`` (``build_intents``).
 """
 from recbole_saerec.intents.build.grounding import (GROUNDING_KEYS, ground_latents, grounding_summary,
                                                     write_grounding_plot)
 from recbole_saerec.intents.build.outputs import VERDICT_ORDER, write_catalogue_tables, write_itemintent, write_plot
 from recbole_saerec.intents.build.pipeline import build_intents
-from recbole_saerec.intents.build.sources import check_intent_sources, source_hashes
+from recbole_saerec.intents.build.sources import check_build_settings, check_intent_sources, source_hashes
 from recbole_saerec.intents.build.stages import (codes_matrix, fit_codes, item_activations, sae_seed,
                                                  top_examples)
 
-__all__ = ["GROUNDING_KEYS", "VERDICT_ORDER", "build_intents", "check_intent_sources", "codes_matrix", "fit_codes",
+__all__ = ["GROUNDING_KEYS", "VERDICT_ORDER", "build_intents", "check_build_settings", "check_intent_sources", "codes_matrix", "fit_codes",
            "ground_latents", "grounding_summary", "item_activations", "sae_seed", "source_hashes", "top_examples",
            "write_catalogue_tables", "write_grounding_plot", "write_itemintent", "write_plot"]
