@@ -15,7 +15,8 @@ model run through the plugin gets the same three things:
   the full training state (model, optimiser, epoch, best-so-far, early-stopping counter,
   the RNG streams and the train loader's shuffle generator) is written atomically to
   ``<checkpoint_dir>/<model>-resume.pth``; a rerun with the same checkpoint_dir continues
-  from it and ends with the same result as an uninterrupted run.
+  from it and ends with the same result as an uninterrupted run. A state saved with other
+  settings (a changed default, learning rate, intent set ...) is moved aside, never continued.
 * **The paper's seen-item mask** (``mask_history: True``). The SAERec paper, the authors'
   code and the ICLRec/ICSRec line rank with the user's history removed
   (``rating_pred[train_matrix > 0] = 0``). RecBole forces ``repeatable: True`` for
@@ -129,6 +130,23 @@ def mask_seen_items(scores, interaction, config):
     return scores
 
 
+# ----------------------------------------------------------------------------- resuming the same run
+# Settings a run may change between its interrupted part and its continuation: where and how it
+# runs, and when it stops (a longer cap or patience continues the same trajectory).
+RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_dir", "data_path", "gpu_id", "device",
+               "use_gpu", "eval_batch_size", "worker", "log_wandb", "wandb_project", "save_dataset",
+               "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "single_spec", "local_rank",
+               "world_size", "ip", "port", "nproc", "offset", "intent_root", "intent_dir", "intent_cache_dir",
+               "intent_num_threads", "explain_user"}
+
+
+def changed_settings(saved, current):
+    """Keys whose value differs between a saved state's config and the current one (RESUME_FREE aside)."""
+    current = plain(dict(current))
+    return sorted(k for k in set(saved) | set(current)
+                  if k not in RESUME_FREE and saved.get(k) != current.get(k))
+
+
 # ----------------------------------------------------------------------------- RNG streams
 def rng_state(train_data):
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
@@ -210,8 +228,14 @@ class CheckpointMixin:
         if not self._resumable(valid_data, saved):
             return super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
         state_file = resume_path(self.checkpoint_dir, self.config["model"])
-        if os.path.isfile(state_file):
-            state = load_checkpoint(state_file, self.device)
+        state = load_checkpoint(state_file, self.device) if os.path.isfile(state_file) else None
+        changed = [] if state is None else changed_settings(state.get("config") or {}, self.config.final_config_dict)
+        if changed:  # another run's state (a changed default, lr, keep rule ...): never continue it
+            os.replace(state_file, state_file + ".stale")
+            self.logger.warning(f"{state_file} was saved by a run with other settings ({', '.join(changed)}): "
+                                f"moved to {os.path.basename(state_file)}.stale, training from scratch.")
+            state = None
+        if state is not None:
             self.model.load_state_dict(state["state_dict"])
             self.model.load_other_parameter(state.get("other_parameter"))
             self.optimizer.load_state_dict(state["optimizer"])
@@ -221,7 +245,8 @@ class CheckpointMixin:
             set_rng_state(state["rng"], train_data)
             self.logger.info(f"Resumed from {state_file}: epoch {self.start_epoch}, best valid "
                              f"{self.best_valid_score:.4f}, {self.cur_step} epochs without improvement")
-            if state["finished"]:
+            # finished by the settings of THIS call: a raised epochs cap continues a run that hit the old one
+            if self.cur_step > self.stopping_step or self.start_epoch >= self.epochs:
                 return self.best_valid_score, self.best_valid_result
         epoch_start = [time.time()]
 

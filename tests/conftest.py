@@ -35,8 +35,19 @@ def write_tiny_dataset(root, name="tiny", n_users=N_USERS, n_items=N_ITEMS, seed
     return root
 
 
+def default_keep_rule():
+    """SAERec.yaml's intent_keep: a hand-made build counts as one made with the default keep rule."""
+    import yaml
+
+    import recbole_saerec
+
+    path = os.path.join(os.path.dirname(recbole_saerec.__file__), "properties", "model", "SAERec.yaml")
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)["intent_keep"]
+
+
 def write_fake_intents(intent_dir, dataset="tiny", n_items=N_ITEMS, m=N_INTENTS, dim=TEXT_DIM, seed=0,
-                       encoder="test-encoder", vectors=None):
+                       encoder="test-encoder", vectors=None, k=3, keep=None):
     from recbole_saerec.artefacts import items_sha1, save_artefacts
 
     g = torch.Generator().manual_seed(seed)
@@ -49,7 +60,8 @@ def write_fake_intents(intent_dir, dataset="tiny", n_items=N_ITEMS, m=N_INTENTS,
     values[0] = 0
     fingerprint = {"dataset": dataset, "items_sha1": items_sha1(tokens), "n_items": len(tokens),
                    "encoder": encoder, "layer": None, "pooling": "mean", "corpus_sha1": "test",
-                   "method": "sae", "n_latents": m, "k": 3, "keep": "yes", "judge": "test"}
+                   "method": "sae", "n_latents": m, "k": k,
+                   "keep": default_keep_rule() if keep is None else keep, "judge": "test"}
     catalogue = [{"row": j, "latent_id": j, "words": [f"w{j}a", f"w{j}b"], "summary": f"theme {j}",
                   "verdict": "Yes", "frequency": 0.1} for j in range(vectors.shape[0])]
     save_artefacts(intent_dir, fingerprint, vectors, torch.arange(vectors.shape[0]), tokens, indices, values,

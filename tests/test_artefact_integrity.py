@@ -231,7 +231,7 @@ def _config_over_fake_build(tmp_path, explicit_dir, **overrides):
     if not explicit_dir:
         cfg["intent_dir"] = None  # found through intent_root / intent_tag
     config = Config(model="SAERec", dataset="tiny", config_dict=cfg)
-    write_fake_intents(resolve_intent_dir(config))  # fingerprint: keep 'yes', method 'sae', k 3
+    write_fake_intents(resolve_intent_dir(config), keep="yes")  # fingerprint: keep 'yes', method 'sae', k 3
     return config
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import base_config
+from conftest import base_config, default_keep_rule
 from recbole_saerec import quick_start
 from recbole_saerec.analysis.checkpoints import resolve_checkpoint
 from recbole_saerec.cli import UsageError
@@ -94,7 +94,7 @@ def test_changed_spec_is_run_again(bench_out, tiny_root, tmp_path):
 
 def test_changed_plugin_default_is_run_again(bench_out, tiny_root, tmp_path):
     """The spec hash holds the overrides, not the plugin's yaml defaults: a record made when a
-    default differed (here the fusion, as when it changed from 'adaptive' to 'residual') is stale."""
+    default differed (here the fusion, as when it changed from 'residual' to 'mean') is stale."""
     from recbole_saerec.config import Config
 
     out = str(tmp_path / "copy")
@@ -111,8 +111,8 @@ def test_changed_plugin_default_is_run_again(bench_out, tiny_root, tmp_path):
     path = os.path.join(out, "runs", run_id + ".json")
     with open(path) as f:
         record = json.load(f)
-    assert record["spec_hash"] == digest and record["config"]["fusion"] == resolved["fusion"] == "residual"
-    record["config"]["fusion"] = "adaptive"  # the run as it was made under the old default
+    assert record["spec_hash"] == digest and record["config"]["fusion"] == resolved["fusion"] == "mean"
+    record["config"]["fusion"] = "residual"  # the run as it was made under the old default
     with open(path, "w") as f:
         json.dump(record, f)
     assert bench.finished(run_id, digest, resolved) is None  # same spec hash, changed default: stale
@@ -319,4 +319,31 @@ def test_intents_are_built_once_per_tag_with_the_variant_config(tiny_root, tmp_p
     for v in variants:
         bench.ensure_intents([(None, v, s, bench.config_dict(v, s)) for s in bench.seeds])
     shared = str(tmp_path / "intents" / "tiny" / "default" / "cache")
-    assert calls == [("default", "yes", shared), ("noide", "none", shared)]
+    assert calls == [("default", default_keep_rule(), shared), ("noide", "none", shared)]
+
+
+def test_rename_moves_the_runs_of_a_changed_default_to_the_variant_they_measured(bench_out, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    runs = os.path.join(out, "runs")
+    ran_with = json.load(open(os.path.join(runs, "SAERec__seed1.json")))["config"]
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(f"SAERec-old:\n  model: SAERec\n  config: {{fusion: {ran_with['fusion']}, intent_tag: elsewhere}}\n"
+                     "SAERec-other:\n  model: SAERec\n  config: {fusion: nonsense}\n")
+    common = ["--dataset=tiny", f"--out={out}", f"--variants={extra}"]
+    with pytest.raises(UsageError, match=r"SAERec__seed1 ran with fusion=.*not what 'SAERec-other' sets"):
+        benchmark.main([*common, "--rename=SAERec=SAERec-other", "--why=test"])
+    with pytest.raises(UsageError, match="needs --why"):
+        benchmark.main([*common, "--rename=SAERec=SAERec-old"])
+    assert benchmark.main([*common, "--rename=SAERec=SAERec-old", "--why=the default changed"]) == {
+        "renamed": ["SAERec-old__seed1", "SAERec-old__seed2"]}
+    assert not os.path.exists(os.path.join(runs, "SAERec__seed1.json"))
+    record = json.load(open(os.path.join(runs, "SAERec-old__seed1.json")))
+    assert record["variant"] == "SAERec-old" and record["run_id"] == "SAERec-old__seed1"
+    (note,) = record["renamed"]
+    assert note["from"] == "SAERec__seed1" and note["why"] == "the default changed"
+    assert note["tolerated"] == {"intent_tag": {"ran": ran_with["intent_tag"], "variant": "elsewhere"}}
+    # the per-user rows moved with it: the report pairs the renamed runs with SASRec user by user
+    result = benchmark.main([*common, "--models=SAERec-old,SASRec", "--seeds=1,2", "--report_only"])
+    assert [r["variant"] for r in result["records"]] == ["SAERec-old"] * 2 + ["SASRec"] * 2
+    assert os.path.exists(os.path.join(runs, "SAERec-old__seed2.peruser.npz"))

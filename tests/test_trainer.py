@@ -96,6 +96,20 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_root, tmp_path
     assert again["test_result"] == straight["test_result"]
 
 
+def test_a_state_saved_with_other_settings_is_moved_aside_not_continued(tiny_root, tmp_path):
+    ckpt = str(tmp_path / "run")
+    cfg = base_config(tiny_root, ckpt, epochs=2, stopping_step=50, resume_state=True, model="SAERec")
+    quick_start.run("SAERec", "tiny", config_dict=cfg)  # finished: a rerun with the same settings trains nothing
+    state_file = trainer_mod.resume_path(ckpt, "SAERec")
+    changed = quick_start.run("SAERec", "tiny", config_dict=dict(cfg, learning_rate=0.01, fusion="sum"))
+    assert [h["epoch"] for h in changed["history"]] == [0, 1]  # trained from scratch, not "finished"
+    stale = trainer_mod.load_checkpoint(state_file + ".stale")
+    assert stale["config"]["learning_rate"] == 0.001 and stale["config"]["fusion"] != "sum"
+    assert trainer_mod.load_checkpoint(state_file)["config"]["fusion"] == "sum"
+    again = quick_start.run("SAERec", "tiny", config_dict=dict(cfg, learning_rate=0.01, fusion="sum", epochs=3))
+    assert [h["epoch"] for h in again["history"]] == [0, 1, 2]  # a longer cap continues the same run
+
+
 def test_checkpoint_is_plain_data_and_a_pickle_is_refused(tiny_root, tmp_path):
     result = quick_start.run("SAERec", "tiny", config_dict=base_config(tiny_root, tmp_path, epochs=1))
     saved = torch.load(result["saved_model_file"], weights_only=True)  # no arbitrary pickle needed

@@ -66,7 +66,7 @@ class FakeBuilder:
 
     def __call__(self, config, intent_dir=None, progress=True):
         self.calls.append((config["sae_k"], intent_dir))
-        write_fake_intents(intent_dir, seed=int(config["sae_k"]))
+        write_fake_intents(intent_dir, seed=int(config["sae_k"]), k=int(config["sae_k"]))
 
 
 class InterruptOnce(tune.Callback):

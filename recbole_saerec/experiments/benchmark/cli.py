@@ -5,7 +5,7 @@ import os
 import yaml
 
 from recbole_saerec import cli
-from recbole_saerec.experiments.benchmark.records import log
+from recbole_saerec.experiments.benchmark.records import RUNS, log, rename_variant
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
 from recbole_saerec.experiments.benchmark.report import format_progress, progress, report
 from recbole_saerec.experiments.benchmark.runner import Benchmark, resolve_work_dir
@@ -40,12 +40,33 @@ def parse_args(argv=None):
                    help="delete each run's checkpoint once its record is written")
     p.add_argument("--machine", default=None, help="a label for the machine, stored in every run")
     p.add_argument("--report_only", action="store_true", help="rebuild the tables/plot from finished runs")
+    p.add_argument("--rename", metavar="OLD=NEW",
+                   help="give the finished runs of variant OLD the name NEW (a registered variant whose config "
+                        "they ran with), e.g. after a default changed; needs --why; then rebuild with --report_only")
+    p.add_argument("--why", help="--rename: the reason, stored in each renamed record")
     p.add_argument("--progress", action="store_true",
                    help="print the runs in flight under --work_dir (valid curve so far, epochs without improvement)")
     p.add_argument("--fail_fast", action="store_true", help="stop at the first failing run")
     p.add_argument("--variants", default=None, help="extra registry yaml (adds/overrides variants)")
     args, unknown = p.parse_known_args(argv)
     return args, {key: parse_value(value) for key, value in cli.config_args(unknown).items()}
+
+
+def rename(args):
+    old, sep, new = args.rename.partition("=")
+    if not (sep and old and new and args.why):
+        raise cli.UsageError("--rename takes OLD=NEW (variant names) and needs --why \"<reason>\"")
+    registry = load_registry(extra=[args.variants])
+    if new not in registry:
+        raise cli.UsageError(f"--rename: '{new}' is not a registered variant: add it to "
+                             f"properties/benchmark/variants.yaml (or --variants) with the config the runs had")
+    runs_dir = os.path.join(args.out or os.path.join("docs", "results", args.dataset), RUNS)
+    try:
+        ids = rename_variant(runs_dir, old.strip(), new.strip(), registry[new.strip()]["config"], args.why)
+    except ValueError as err:
+        raise cli.UsageError(f"--rename: {err}") from None
+    log(f"renamed {old} -> {new}: {', '.join(ids)}")
+    return {"renamed": ids}
 
 
 def main(argv=None):
@@ -57,6 +78,8 @@ def main(argv=None):
         if not rows:
             log(f"no run in flight under {resolve_work_dir(args.work_dir, args.dataset)}")
         return {}
+    if args.rename:
+        return rename(args)
     if not args.models:
         raise cli.UsageError("--models is required (e.g. --models=SAERec,SASRec-CE); only --progress runs without it")
     registry = load_registry(extra=[args.variants])

@@ -105,3 +105,48 @@ def load_per_user(runs_dir, run_id):
     if digest != str(data.pop("users_sha1")):
         raise ValueError(f"{path}: its users do not match {USERS_FILE}")
     return data
+
+
+# Keys a renamed record may differ on from its new variant: where the artefacts live, not what they hold.
+RENAME_TOLERATED = ("intent_tag",)
+
+
+def rename_variant(runs_dir, old, new, variant_config, why):
+    """Give every finished run of variant ``old`` the variant name ``new`` (files, run_id, variant).
+
+    For a changed default: a record keeps its numbers under the name of what it measured. Refused
+    when the record's resolved config differs from ``variant_config`` (the new variant's overrides)
+    on any key but those of RENAME_TOLERATED (noted in the record), or when a run of ``new`` with
+    the same seed exists. Each record keeps the list of its renames (``renamed``). Returns the new ids.
+    """
+    records = [r for r in load_records(runs_dir) if r["variant"] == old]
+    if not records:
+        raise ValueError(f"no finished run of '{old}' in {runs_dir}")
+    plans = []
+    for record in records:
+        resolved = record.get("config") or {}
+        differ = {k: (resolved.get(k), v) for k, v in (variant_config or {}).items()
+                  if jsonable(resolved.get(k)) != jsonable(v)}
+        wrong = {k: d for k, d in differ.items() if k not in RENAME_TOLERATED}
+        if wrong:
+            raise ValueError(f"{record['run_id']} ran with " + ", ".join(f"{k}={a!r}" for k, (a, _) in wrong.items())
+                             + f", not what '{new}' sets (" + ", ".join(f"{k}={b!r}" for k, (_, b) in wrong.items())
+                             + "): it did not measure that variant")
+        new_id = f"{new}__seed{record['seed']}"
+        if os.path.exists(os.path.join(runs_dir, f"{new_id}.json")):
+            raise ValueError(f"{new_id} exists in {runs_dir}: rename or remove it first")
+        plans.append((record, new_id, differ))
+    for record, new_id, differ in plans:
+        old_id = record["run_id"]
+        note = {"from": old_id, "on": datetime.date.today().isoformat(), "why": why}
+        if differ:
+            note["tolerated"] = {k: {"ran": a, "variant": b} for k, (a, b) in differ.items()}
+        history = record.get("renamed")
+        history = [] if history is None else [history] if isinstance(history, dict) else list(history)
+        record.update(run_id=new_id, variant=new, renamed=history + [note])
+        src = os.path.join(runs_dir, f"{old_id}.peruser.npz")
+        if os.path.exists(src):
+            os.replace(src, os.path.join(runs_dir, f"{new_id}.peruser.npz"))
+        write_json_atomic(os.path.join(runs_dir, f"{new_id}.json"), record)
+        os.remove(os.path.join(runs_dir, f"{old_id}.json"))
+    return [new_id for _, new_id, _ in plans]
