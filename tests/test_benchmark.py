@@ -340,6 +340,7 @@ def test_rename_moves_the_runs_of_a_changed_default_to_the_variant_they_measured
     assert not os.path.exists(os.path.join(runs, "SAERec__seed1.json"))
     record = json.load(open(os.path.join(runs, "SAERec-old__seed1.json")))
     assert record["variant"] == "SAERec-old" and record["run_id"] == "SAERec-old__seed1"
+    assert record["role"] == "baseline"  # no longer 'ours': the table marks the new default
     (note,) = record["renamed"]
     assert note["from"] == "SAERec__seed1" and note["why"] == "the default changed"
     assert note["tolerated"] == {"intent_tag": {"ran": ran_with["intent_tag"], "variant": "elsewhere"}}

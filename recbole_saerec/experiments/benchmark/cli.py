@@ -62,7 +62,8 @@ def rename(args):
                              f"properties/benchmark/variants.yaml (or --variants) with the config the runs had")
     runs_dir = os.path.join(args.out or os.path.join("docs", "results", args.dataset), RUNS)
     try:
-        ids = rename_variant(runs_dir, old.strip(), new.strip(), registry[new.strip()]["config"], args.why)
+        target = resolve_variant(new.strip(), registry)
+        ids = rename_variant(runs_dir, old.strip(), new.strip(), target["config"], args.why, role=target["role"])
     except ValueError as err:
         raise cli.UsageError(f"--rename: {err}") from None
     log(f"renamed {old} -> {new}: {', '.join(ids)}")

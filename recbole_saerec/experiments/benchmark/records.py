@@ -111,8 +111,9 @@ def load_per_user(runs_dir, run_id):
 RENAME_TOLERATED = ("intent_tag",)
 
 
-def rename_variant(runs_dir, old, new, variant_config, why):
-    """Give every finished run of variant ``old`` the variant name ``new`` (files, run_id, variant).
+def rename_variant(runs_dir, old, new, variant_config, why, role=None):
+    """Give every finished run of variant ``old`` the variant name ``new`` (files, run_id, variant,
+    and ``role`` when given: a renamed default is no longer the table's 'ours').
 
     For a changed default: a record keeps its numbers under the name of what it measured. Refused
     when the record's resolved config differs from ``variant_config`` (the new variant's overrides)
@@ -144,6 +145,8 @@ def rename_variant(runs_dir, old, new, variant_config, why):
         history = record.get("renamed")
         history = [] if history is None else [history] if isinstance(history, dict) else list(history)
         record.update(run_id=new_id, variant=new, renamed=history + [note])
+        if role is not None:
+            record["role"] = role
         src = os.path.join(runs_dir, f"{old_id}.peruser.npz")
         if os.path.exists(src):
             os.replace(src, os.path.join(runs_dir, f"{new_id}.peruser.npz"))
