@@ -348,3 +348,15 @@ def test_rename_moves_the_runs_of_a_changed_default_to_the_variant_they_measured
     result = benchmark.main([*common, "--models=SAERec-old,SASRec", "--seeds=1,2", "--report_only"])
     assert [r["variant"] for r in result["records"]] == ["SAERec-old"] * 2 + ["SASRec"] * 2
     assert os.path.exists(os.path.join(runs, "SAERec-old__seed2.peruser.npz"))
+
+
+def test_a_resumed_run_is_timed_by_all_its_epochs_not_only_its_last_call():
+    from recbole_saerec.experiments.benchmark.records import epoch_seconds, run_seconds
+
+    resumed = {"seconds": 60.0, "train_eval_seconds": 50.0,
+               "history": [{"epoch": 0, "seconds": 100.0}, {"epoch": 1, "seconds": 110.0}, {"epoch": 2, "seconds": 90.0}]}
+    assert epoch_seconds(resumed) == 300.0 and run_seconds(resumed) == 300.0
+    whole = dict(resumed, seconds=320.0)  # an uninterrupted run: its call includes loading and the test
+    assert run_seconds(whole) == 320.0
+    untimed = {"seconds": 70.0, "train_eval_seconds": 65.0, "history": [{"epoch": 0}]}
+    assert epoch_seconds(untimed) == 65.0 and run_seconds(untimed) == 70.0

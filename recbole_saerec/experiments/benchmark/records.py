@@ -71,6 +71,20 @@ def load_records(runs_dir, variants=None):
 USERS_FILE = "test_users.txt"
 
 
+def epoch_seconds(record):
+    """Seconds of training and validation over all of a run's epochs (``history`` keeps each epoch's,
+    across resumes: they travel in the resume state); the call's time when no epoch was timed."""
+    timed = sum(h.get("seconds") or 0 for h in record.get("history") or [])
+    return timed or float(record["train_eval_seconds"])
+
+
+def run_seconds(record):
+    """Wall seconds a run took. A resumed run's ``seconds`` times only its last benchmark call, so
+    the run's time is the larger of that and its epochs' seconds (a lower bound for a resumed run:
+    a cut-off call's loading time is not counted)."""
+    return max(float(record["seconds"]), epoch_seconds(record))
+
+
 def save_per_user(runs_dir, run_id, tokens, per_user):
     """Per-user metrics as float32 arrays; the user tokens once per folder (test_users.txt,
     one per line, in row order) unless this run's users differ, then inside the .npz."""

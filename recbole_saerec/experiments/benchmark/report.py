@@ -7,7 +7,8 @@ import time
 
 import numpy as np
 
-from recbole_saerec.experiments.benchmark.records import RUNS, load_records, log, write_json_atomic
+from recbole_saerec.experiments.benchmark.records import (RUNS, epoch_seconds, load_records, log, run_seconds,
+                                                     write_json_atomic)
 from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.experiments.benchmark.stats import against_references, metric_keys, significance, summarize
 
@@ -69,7 +70,7 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec",
             text = f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
             row.append(f"**{text}**" if best[m] == variant else text)
         epochs = "/".join(str(r.get("best_epoch")) for r in recs)
-        minutes = np.mean([r["seconds"] for r in recs]) / 60
+        minutes = np.mean([run_seconds(r) for r in recs]) / 60
         lines.append(f"| {variant} | {recs[0].get('role', '')} | " + " | ".join(row)
                      + f" | {len(recs)} | {epochs} | {minutes:.1f} |")
     if sig_rows:
@@ -126,7 +127,7 @@ def write_csvs(out_dir, records, summary):
                        + [r["test_result"][m] for m in metrics]
                        + [r["best_valid_result"].get(m) for m in metrics]
                        + [r.get("best_epoch"), r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
-                          r["seconds"], round(r["train_eval_seconds"] / 60 / r["epochs_run"], 2)
+                          round(run_seconds(r), 1), round(epoch_seconds(r) / 60 / r["epochs_run"], 2)
                           if r.get("epochs_run") else None])
     write_curves(os.path.join(out_dir, "curves.csv"), records)
     with atomic_path(os.path.join(out_dir, "summary.csv")) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
