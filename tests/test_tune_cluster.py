@@ -255,6 +255,7 @@ def test_trials_keep_the_gpu_ray_assigns(tmp_path, monkeypatch):
     cfg.update(use_gpu=True, gpu_id="0")  # RecBole's default: every trial would move to GPU 0
     with open(config_file, "w") as f:
         yaml.safe_dump(cfg, f)
+    monkeypatch.setenv("RAY_worker_niceness", "0")  # trial workers at normal priority (test_tune.local_ray)
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = sweep.run_sweep(["--dataset=tiny", f"--space={space}", f"--config_files={config_file}",
