@@ -39,10 +39,9 @@ def default_keep_rule():
     """SAERec.yaml's intent_keep: a hand-made build counts as one made with the default keep rule."""
     import yaml
 
-    import recbole_saerec
+    from recbole_saerec.config import PROPERTIES_DIR
 
-    path = os.path.join(os.path.dirname(recbole_saerec.__file__), "properties", "model", "SAERec.yaml")
-    with open(path, encoding="utf-8") as f:
+    with open(os.path.join(PROPERTIES_DIR, "model", "SAERec.yaml"), encoding="utf-8") as f:
         return yaml.safe_load(f)["intent_keep"]
 
 

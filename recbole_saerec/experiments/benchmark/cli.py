@@ -53,7 +53,7 @@ def parse_args(argv=None):
 
 
 def rename(args):
-    old, sep, new = args.rename.partition("=")
+    old, sep, new = (part.strip() for part in args.rename.partition("="))
     if not (sep and old and new and args.why):
         raise cli.UsageError("--rename takes OLD=NEW (variant names) and needs --why \"<reason>\"")
     registry = load_registry(extra=[args.variants])
@@ -62,8 +62,8 @@ def rename(args):
                              f"properties/benchmark/variants.yaml (or --variants) with the config the runs had")
     runs_dir = os.path.join(args.out or os.path.join("docs", "results", args.dataset), RUNS)
     try:
-        target = resolve_variant(new.strip(), registry)
-        ids = rename_variant(runs_dir, old.strip(), new.strip(), target["config"], args.why, role=target["role"])
+        target = resolve_variant(new, registry)
+        ids = rename_variant(runs_dir, old, new, target["config"], args.why, role=target["role"])
     except ValueError as err:
         raise cli.UsageError(f"--rename: {err}") from None
     log(f"renamed {old} -> {new}: {', '.join(ids)}")
