@@ -108,6 +108,18 @@ def build_hint(dataset, intent_dir):
     )
 
 
+def _umask():
+    mask = os.umask(0)  # the only way to read it is to set it; set back at once (at import, one thread)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes owner-only (0600) files; a plain open() makes 0666 less the umask. Atomic writes
+# give their files the plain mode, so records and intents stay readable by a shared group or a
+# Ray worker running as another user, exactly as if they had been written in place.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
@@ -120,6 +132,7 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -3,6 +3,7 @@ encodings on one cache are safe to run together (issue 17). Tiny data, no real e
 import json
 import multiprocessing
 import os
+import stat
 import time
 
 import numpy as np
@@ -68,6 +69,15 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["v"], torch.ones(3))
     assert os.listdir(tmp_path) == ["x.pt"]  # no stray temporary
+
+
+def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
+    # mkstemp alone makes 0600 files: records and intents unreadable to a group or another user
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    atomic = str(tmp_path / "atomic.json")
+    artefacts.write_json_atomic(atomic, {})
+    assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
 
 
 # ----------------------------------------------------------------------------- embedding cache
