@@ -93,9 +93,8 @@ def save_per_user(runs_dir, run_id, tokens, per_user):
     digest = hashlib.sha1("\n".join(tokens.tolist()).encode()).hexdigest()[:16]
     users_path = os.path.join(runs_dir, USERS_FILE)
     if not os.path.isfile(users_path):
-        with open(users_path + ".tmp", "w", encoding="utf-8") as f:
+        with atomic_path(users_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             f.write("\n".join(tokens.tolist()) + "\n")
-        os.replace(users_path + ".tmp", users_path)
     with open(users_path, encoding="utf-8") as f:
         shared = f.read().split("\n")[:-1]
     extra = {} if shared == tokens.tolist() else {"users": tokens}

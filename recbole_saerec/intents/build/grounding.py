@@ -1,8 +1,8 @@
 """The grounding stage: detection AUROC and fragment guard per latent, its summary, plot and hints."""
-import os
 
 import numpy as np
 
+from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.intents.build.stages import sae_seed
 from recbole_saerec.utils import setting
 
@@ -108,9 +108,9 @@ def write_grounding_plot(path, all_latents, title):
     ax.legend()
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def _widen_hint(config, rule):

@@ -5,6 +5,8 @@ from collections import Counter
 
 import numpy as np
 
+from recbole_saerec.artefacts import atomic_path
+
 VERDICT_ORDER = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
 
 
@@ -19,7 +21,7 @@ def _auc(entry):
 
 
 def write_catalogue_tables(intent_dir, catalogue, all_latents, header):
-    with open(os.path.join(intent_dir, "catalogue.md"), "w", encoding="utf-8") as f:
+    with atomic_path(os.path.join(intent_dir, "catalogue.md")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(f"# Intent catalogue\n\n{header}\n\n")
         f.write("| row | latent | verdict | AUROC | frequency | summary | words | example texts |\n"
                 "|---|---|---|---|---|---|---|---|\n")
@@ -29,7 +31,7 @@ def write_catalogue_tables(intent_dir, catalogue, all_latents, header):
                     f"{_md_cell(' / '.join(c.get('examples', [])))} |\n")
     fields = ["row", "latent_id", "verdict", "detection_auc", "grounded", "fragments", "frequency", "item_frequency",
               "summary", "words", "examples"]
-    with open(os.path.join(intent_dir, "catalogue.csv"), "w", encoding="utf-8", newline="") as f:
+    with atomic_path(os.path.join(intent_dir, "catalogue.csv")) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(fields)
         for c in catalogue:
@@ -37,7 +39,7 @@ def write_catalogue_tables(intent_dir, catalogue, all_latents, header):
                         f"{c['frequency']:.6f}",
                         f"{c.get('item_frequency', 0):.6f}", c["summary"], " ".join(c["words"]),
                         " / ".join(c.get("examples", []))])
-    with open(os.path.join(intent_dir, "all_latents.csv"), "w", encoding="utf-8", newline="") as f:
+    with atomic_path(os.path.join(intent_dir, "all_latents.csv")) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         w.writerow(["latent_id", "kept", "verdict", "detection_auc", "grounded", "fragments", "frequency", "summary",
                     "words"])
@@ -48,14 +50,13 @@ def write_catalogue_tables(intent_dir, catalogue, all_latents, header):
 
 def write_itemintent(path, item_field, item_tokens, indices, values, seq_sep=" "):
     """``<dataset>.itemintent``: item_id:token, intent_row:token_seq, intent_act:float_seq (items with intents)."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(f"{item_field}:token\tintent_row:token_seq\tintent_act:float_seq\n")
         for tok, idx, val in zip(item_tokens, indices.tolist(), values.tolist()):
             pairs = [(i, v) for i, v in zip(idx, val) if i >= 0]
             if pairs:
                 f.write(f"{tok}\t{seq_sep.join(str(i) for i, _ in pairs)}\t"
                         f"{seq_sep.join(f'{v:.5g}' for _, v in pairs)}\n")
-    os.replace(path + ".tmp", path)
 
 
 def write_plot(path, all_latents, title):
@@ -81,6 +82,6 @@ def write_plot(path, all_latents, title):
     b.set_ylabel("latents")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)

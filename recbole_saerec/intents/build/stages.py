@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recbole_saerec.artefacts import save_tensor_file_atomic
 from recbole_saerec.utils import setting
 
 def _sha(obj):
@@ -57,10 +58,8 @@ def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
         else:
             _say(f"[intents] KMeans-Intent: {n_clusters} clusters on {len(x)} texts", progress)
             centroids, codes, metrics = fit_kmeans(x, n_clusters, seed=seed)
-            os.makedirs(cache_dir, exist_ok=True)
-            torch.save({"centroids": centroids, "acts": codes[0], "indices": codes[1],
-                        "metrics": json.dumps(metrics)}, path + ".tmp")
-            os.replace(path + ".tmp", path)
+            save_tensor_file_atomic(path, {"centroids": centroids, "acts": codes[0], "indices": codes[1],
+                                           "metrics": json.dumps(metrics)})
         center = torch.as_tensor(np.asarray(x).mean(0))
         return method, centroids, center, codes, metrics
     if method != "sae":
