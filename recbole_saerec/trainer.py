@@ -8,9 +8,9 @@ model run through the plugin gets the same three things:
   2212), so RecBole's own ``evaluate(load_best_model=True)`` crashes. We save plain data
   instead (tensors, numbers, strings; the config as a dict of plain values) and always load
   with ``weights_only=True``. A file that needs arbitrary pickle (one written by RecBole
-  itself, or a crafted one) is refused unless the caller passes ``trust=True``. Writes go to
-  a temporary file, fsync, then ``os.replace``: a kill at any moment leaves the previous
-  checkpoint whole.
+  itself, or a crafted one) is refused unless the caller passes ``trust=True``. Writes go
+  through ``artefacts.save_tensor_file_atomic`` (a unique temporary, fsync, then
+  ``os.replace``): a kill at any moment leaves the previous checkpoint whole.
 * **Runs that survive interruption** (``resume_state: True``). After every evaluated epoch
   the full training state (model, optimiser, epoch, best-so-far, early-stopping counter,
   the RNG streams and the train loader's shuffle generator) is written atomically to
@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 import torch
+
+from recbole_saerec.artefacts import save_tensor_file_atomic
 
 CHECKPOINT_FORMAT = "recbole_saerec.checkpoint/1"
 RESUME_SUFFIX = "-resume.pth"
@@ -61,14 +63,6 @@ def plain(obj):
     if isinstance(obj, torch.Tensor):
         return obj
     return None
-
-
-def save_atomic(obj, path):
-    """torch.save through artefacts.atomic_path (unique temporary beside `path`, fsync, rename)."""
-    from recbole_saerec.artefacts import atomic_path
-
-    with atomic_path(str(path)) as tmp:
-        torch.save(obj, tmp)
 
 
 def load_checkpoint(path, map_location="cpu", trust=False):
@@ -190,7 +184,7 @@ class CheckpointMixin:
         if not self.config["single_spec"] and self.config["local_rank"] != 0:
             return
         path = kwargs.pop("saved_model_file", self.saved_model_file)
-        save_atomic(self._payload(epoch), path)
+        save_tensor_file_atomic(path, self._payload(epoch))
         if verbose:
             self.logger.info(f"Saving current: {path}")
 
@@ -262,7 +256,7 @@ class CheckpointMixin:
             state = {**self._payload(epoch_idx), "best_valid_result": plain(self.best_valid_result),
                      "saved_model_file": self.saved_model_file, "history": self.history,
                      "rng": rng_state(train_data), "finished": finished}
-            save_atomic(state, state_file)
+            save_tensor_file_atomic(state_file, state)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
             epoch_start[0] = time.time()

@@ -72,19 +72,19 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_root, tmp_path
     assert [h["epoch"] for h in straight["history"]] == [0, 1, 2, 3, 4]
     assert "fusion_entropy" in straight["history"][0]  # SAERec's branch weights are recorded per epoch
 
-    saves, real_save = [], trainer_mod.save_atomic
+    saves, real_save = [], trainer_mod.save_tensor_file_atomic
 
-    def killed_after_second_state(obj, path):
-        real_save(obj, path)
+    def killed_after_second_state(path, obj):
+        real_save(path, obj)
         if str(path).endswith(trainer_mod.RESUME_SUFFIX):
             saves.append(obj["epoch"])
             if len(saves) == 2:
                 raise KeyboardInterrupt("killed between epochs")
 
-    monkeypatch.setattr(trainer_mod, "save_atomic", killed_after_second_state)
+    monkeypatch.setattr(trainer_mod, "save_tensor_file_atomic", killed_after_second_state)
     with pytest.raises(KeyboardInterrupt):
         run_tiny(tiny_root, str(tmp_path / "b"))
-    monkeypatch.setattr(trainer_mod, "save_atomic", real_save)
+    monkeypatch.setattr(trainer_mod, "save_tensor_file_atomic", real_save)
     resumed = run_tiny(tiny_root, str(tmp_path / "b"))
     assert saves == [0, 1]
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3, 4]
@@ -129,7 +129,7 @@ def test_checkpoint_is_plain_data_and_a_pickle_is_refused(tiny_root, tmp_path):
 
 def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     path = tmp_path / "best.pth"
-    trainer_mod.save_atomic({"epoch": 1, "w": torch.ones(3)}, path)
+    trainer_mod.save_tensor_file_atomic(path, {"epoch": 1, "w": torch.ones(3)})
 
     def dies_mid_write(obj, f, *args, **kwargs):
         with open(f, "wb") as out:
@@ -138,7 +138,7 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
 
     monkeypatch.setattr(torch, "save", dies_mid_write)
     with pytest.raises(KeyboardInterrupt):
-        trainer_mod.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
+        trainer_mod.save_tensor_file_atomic(path, {"epoch": 2, "w": torch.zeros(3)})
     monkeypatch.undo()
     kept = trainer_mod.load_checkpoint(path)
     assert kept["epoch"] == 1 and torch.equal(kept["w"], torch.ones(3))
