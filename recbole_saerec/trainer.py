@@ -246,7 +246,7 @@ class CheckpointMixin:
 
         def after_epoch(epoch_idx, valid_score):
             now = time.time()
-            entry = {"epoch": epoch_idx, "valid_score": float(valid_score), "seconds": round(now - epoch_start[0], 1),
+            entry = {"epoch": epoch_idx, "valid_score": float(valid_score), "seconds": round(now - epoch_start[0], 3),
                      "train_loss": plain(self.train_loss_dict.get(epoch_idx))}
             stats = getattr(self.model, "epoch_stats", None)
             if stats is not None:

@@ -237,7 +237,8 @@ def progress(work_dir):
     for path in sorted(glob.glob(os.path.join(work_dir, "*", f"*{RESUME_SUFFIX}"))):
         state = load_checkpoint(path)
         history = state.get("history") or []
-        recent = sorted(h["seconds"] for h in history[-5:] if h.get("seconds"))
+        # "is not None": a tiny epoch can take 0.0 s once rounded, and is still a timed epoch
+        recent = sorted(h["seconds"] for h in history[-5:] if h.get("seconds") is not None)
         patience = (state.get("config") or {}).get("stopping_step")
         rows.append({"run_id": os.path.basename(os.path.dirname(path)), "epochs_done": state["epoch"] + 1,
                      "best_valid_score": state["best_valid_score"], "epochs_without_improvement": state["cur_step"],
