@@ -213,7 +213,7 @@ def test_per_user_metrics_follow_recbole_formulas():
     assert got["ndcg@3"][3] == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / ideal2)
 
 
-def test_registry_has_the_named_variants():
+def test_registry_has_the_named_variants(capsys):
     registry = benchmark.load_registry()
     for name in ("SAERec-noPer", "SAERec-noPub", "SAERec-noFus", "SAERec-noEMA", "SAERec-noIde",
                  "KMeans-Intent", "SASRec-CE"):
@@ -222,6 +222,9 @@ def test_registry_has_the_named_variants():
     assert registry["KMeans-Intent"]["config"]["intent_method"] == "kmeans"
     assert registry["SAERec-noIde"]["config"]["intent_tag"] != registry["KMeans-Intent"]["config"]["intent_tag"]
     assert benchmark.resolve_variant("GRU4Rec", registry)["model"] == "GRU4Rec"
+    capsys.readouterr()
+    assert benchmark.resolve_variant("NARM", registry)["config"] == {}  # a bare model: its own defaults
+    assert "NARM' is not a variant" in capsys.readouterr().out  # so the user hears it is not the table's settings
     with pytest.raises(ValueError, match="Unknown model"):
         benchmark.resolve_variant("SASRecc", registry)
 
