@@ -4,6 +4,7 @@ import os
 import yaml
 
 from recbole_saerec.cli import UsageError
+from recbole_saerec.experiments.benchmark.records import log
 
 BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
                              "properties", "benchmark")
@@ -67,10 +68,8 @@ def resolve_variant(name, registry):
         if name != "SAERec":
             # A bare model takes its own defaults, e.g. RecBole's weight decay 0 against SAERec's 1e-4:
             # the first converged GuidedRec row ran so unnoticed (docs/results/beauty-converged/).
-            from recbole_saerec.experiments.benchmark.records import log
-
             log(f"'{name}' is not a variant in {BENCHMARK_DIR}/variants.yaml: it runs with its model's "
-                f"defaults (RecBole's weight decay is 0; SAERec's is 1e-4), not the table's settings. "
+                f"defaults (RecBole's weight decay is 0), not the table's settings. "
                 f"Register it there (as GRU4Rec is) to compare like with like.")
     if variant["role"] is None:
         variant["role"] = "ours" if name == "SAERec" else "baseline"
