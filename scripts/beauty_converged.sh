@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The converged Beauty table (docs/results/beauty-converged/) on a CPU: two benchmark processes at
 # once, one torch thread each, early stopping on VALID NDCG@10 (patience 10, cap 200), seen items
-# masked (amazon-beauty.yaml), search off (lr 1e-3, dropout 0.5, weight decay 1e-4 for every model).
+# masked (amazon-beauty.yaml), search off by default (lr 1e-3, dropout 0.5, weight decay 1e-4 for
+# every model; SEARCH=on runs the variants' searches, below).
 # Resumable at two levels: finished runs are skipped, and an interrupted run continues from its last
 # finished epoch (resume_state). Rerun the same command after a kill.
 #
@@ -9,6 +10,10 @@
 #   SLOT_A="SAERec-paper,SAERec" SLOT_B="SASRec-CE" SEEDS=3 bash scripts/beauty_converged.sh
 #   SLOT_A="SAERec:2021 SAERec-paper:2021" SLOT_B="SASRec-CE:2021" bash scripts/beauty_converged.sh
 #   SLOT_A="SAERec-mean:2021" SLOT_B= bash scripts/beauty_converged.sh     # one slot only
+#   SEARCH=on SLOT_A="SASRec-CE:2020,2021,2022" SLOT_B= bash scripts/beauty_converged.sh
+#       # the variant's small lr/dropout search (variants.yaml `search`) on VALID of the first seed;
+#       # a candidate equal to the table's settings reuses the run already made, so it adds two runs
+#       # per variant, plus the other seeds again if another candidate wins
 #
 # A slot is either a comma list of variants (each run for SEEDS seeds from 2020) or a space-separated
 # queue of variant:seed entries, run one after the other (one benchmark call each).
@@ -19,6 +24,7 @@ cd "$(dirname "$0")/.."
 WORK=${WORK:-$HOME/saerec-work}
 RAW=${RAW:-../shared/datasets/amazon-beauty/raw}
 SEEDS=${SEEDS:-1}
+SEARCH=${SEARCH:-off}
 SLOT_A=${SLOT_A-SAERec-paper,SAERec,SAERec-adaptive,SAERec-paper-residual,SAERec-mean}
 SLOT_B=${SLOT_B-SASRec-CE,SASRec+IntentFeat,SAERec-noEMA,SAERec-noFus,SAERec-noPer,SAERec-noPub}
 OUT=${OUT:-docs/results/beauty-converged}
@@ -38,7 +44,7 @@ slot() {  # $1 = the slot's list (empty: nothing); runs it in the foreground
     $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --seeds="$SEEDS" --models="$1"
   fi
 }
-common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search=off
+common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search="$SEARCH"
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
         --machine="${MACHINE:-$(nproc --all)-core $cpu VM, no GPU, 1 torch thread per run, two runs at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)

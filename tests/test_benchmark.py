@@ -14,6 +14,7 @@ from recbole_saerec import quick_start
 from recbole_saerec.analysis.checkpoints import resolve_checkpoint
 from recbole_saerec.cli import UsageError
 from recbole_saerec.experiments import benchmark
+from recbole_saerec.experiments.benchmark import runner
 
 
 def tiny_cli(root, tmp_path):
@@ -231,8 +232,8 @@ def test_registry_has_the_named_variants(capsys):
 
 def test_search_selects_on_valid_and_reuses_the_first_seed(tiny_root, tmp_path, monkeypatch):
     """Candidates run on the first seed; the best VALID score wins even when its test score is worse."""
-    valid = {0.001: 0.30, 0.002: 0.50}
-    test = {0.001: 0.9, 0.002: 0.1}
+    valid = {0.0005: 0.30, 0.002: 0.50}  # neither is SASRec's default lr (that candidate would be its own run)
+    test = {0.0005: 0.9, 0.002: 0.1}
     calls = []
 
     def fake_execute(self, run_id, variant, seed, cfg):
@@ -246,13 +247,60 @@ def test_search_selects_on_valid_and_reuses_the_first_seed(tiny_root, tmp_path, 
 
     monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
     variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {},
-               "search": [{"learning_rate": 0.001}, {"learning_rate": 0.002}]}
+               "search": [{"learning_rate": 0.0005}, {"learning_rate": 0.002}]}
     bench = benchmark.Benchmark("tiny", [variant], [5, 6], str(tmp_path / "out"), search=True)
     chosen, index = bench.select(variant)
     assert chosen == {"learning_rate": 0.002} and index == 1
     assert calls == ["Toy@cand0__seed5", "Toy@cand1__seed5"]
     with open(os.path.join(bench.runs_dir, "Toy.search.json")) as f:
         assert json.load(f)["selected_on"] == "valid"
+
+
+@pytest.mark.parametrize("own_wins", [False, True])
+def test_search_reuses_a_run_made_before_it_and_replaces_it_with_the_winner(tiny_root, tmp_path, monkeypatch,
+                                                                           own_wins):
+    """A candidate equal to the variant's own settings is its first-seed run (no second training);
+    when another candidate wins, its run becomes the first-seed run and the old one goes to stale/;
+    when the own settings win, the runs stay as they are."""
+    valid = {0.001: 0.30 + 0.4 * own_wins, 0.002: 0.50}
+    calls = []
+
+    def fake_execute(self, run_id, variant, seed, cfg):
+        digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id)))
+        old = self.finished(run_id, digest)
+        if old is not None:
+            return old, False
+        calls.append(run_id)
+        lr = cfg["learning_rate"]
+        record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
+                  "best_valid_score": valid[lr], "valid_metric": "NDCG@10", "test_result": {"ndcg@10": lr},
+                  "seconds": 1.0, "best_epoch": 1, "spec_hash": digest}
+        benchmark.write_json_atomic(self.run_path(run_id), record)
+        np.savez(os.path.join(self.runs_dir, f"{run_id}.peruser.npz"), ndcg=np.array([lr]))
+        return record, True
+
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+    monkeypatch.setattr(runner, "report", lambda *a, **k: None)  # the table itself is tested elsewhere
+    variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {"learning_rate": 0.001},
+               "search": [{"learning_rate": 0.001}, {"learning_rate": 0.002}]}
+    out = str(tmp_path / "out")
+    benchmark.Benchmark("tiny", [variant], [5, 6], out, search=False).run_all()  # the table before the search
+    assert calls == ["Toy__seed5", "Toy__seed6"]
+    bench = benchmark.Benchmark("tiny", [variant], [5, 6], out, search=True)
+    bench.run_all()
+    with open(bench.run_path("Toy__seed5")) as f:
+        first = json.load(f)
+    with open(bench.run_path("Toy__seed6")) as f:
+        second = json.load(f)
+    if own_wins:  # candidate 0 was the run made before; nothing else trains again
+        assert calls == ["Toy__seed5", "Toy__seed6", "Toy@cand1__seed5"]
+        assert first["test_result"] == second["test_result"] == {"ndcg@10": 0.001} and "selected_from" not in first
+    else:  # the winner's run is the first seed; the second seed trains again with its settings
+        assert calls == ["Toy__seed5", "Toy__seed6", "Toy@cand1__seed5", "Toy__seed6"]
+        assert first["selected_from"] == "Toy@cand1__seed5" and first["test_result"] == {"ndcg@10": 0.002}
+        assert second["test_result"] == {"ndcg@10": 0.002}
+        assert sorted(os.listdir(os.path.join(bench.runs_dir, "stale"))) == [  # the lr-0.001 runs, kept aside
+            "Toy__seed5.json", "Toy__seed5.peruser.npz", "Toy__seed6.json", "Toy__seed6.peruser.npz"]
 
 
 def test_cli_parses_config_keys():

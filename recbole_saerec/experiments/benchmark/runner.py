@@ -275,14 +275,28 @@ class Benchmark:
                 built.add(quick_start.ensure_intents(config, shared_cache=True))
 
     # -- search on the first seed, VALID metric only
+    def changes_nothing(self, variant, seed, candidate):
+        """True when the variant already runs with every value of `candidate` (its yaml defaults
+        included): that candidate IS the variant's own run, and is not trained a second time."""
+        from recbole_saerec.config import Config
+
+        resolved = Config(model=variant["model"], dataset=self.dataset, config_file_list=self.config_files or None,
+                          config_dict=self.config_dict(variant, seed))
+        return all(k in resolved and jsonable(resolved[k]) == jsonable(v) for k, v in candidate.items())
+
     def select(self, variant):
+        """(overrides, index) of the candidate with the best VALID score on the first seed; ({}, None)
+        without a search or when the winner is the variant's own settings (its runs stay as they are)."""
         if not (self.search and variant.get("search")):
             return {}, None
         seed = self.seeds[0]
-        scores = []
+        scores, own = [], None
         for k, candidate in enumerate(variant["search"]):
-            run_id = f"{variant['name']}@cand{k}__seed{seed}"
-            record, fresh = self.execute(run_id, variant, seed, self.config_dict(variant, seed, candidate))
+            run_id, cfg = f"{variant['name']}@cand{k}__seed{seed}", self.config_dict(variant, seed, candidate)
+            if own is None and self.changes_nothing(variant, seed, candidate):
+                # the variant's first-seed run: a table made before the search is reused as it is
+                own, run_id, cfg = k, f"{variant['name']}__seed{seed}", self.config_dict(variant, seed)
+            record, fresh = self.execute(run_id, variant, seed, cfg)
             scores.append(record["best_valid_score"])
             log(f"search {variant['name']} candidate {k} {candidate}: valid {record['valid_metric']} = "
                 f"{record['best_valid_score']:.4f}" + ("" if fresh else " (finished before)"))
@@ -290,7 +304,7 @@ class Benchmark:
         choice = {"variant": variant["name"], "selected_on": "valid", "seed": seed, "candidates": variant["search"],
                   "valid_scores": scores, "selected": best, "selected_config": variant["search"][best]}
         write_json_atomic(os.path.join(self.runs_dir, f"{variant['name']}.search.json"), choice)
-        return variant["search"][best], best
+        return ({}, None) if best == own else (variant["search"][best], best)
 
     def run_all(self):
         skip = set()
@@ -355,8 +369,9 @@ class Benchmark:
         """The selected candidate's first-seed run IS the first-seed run: reuse it, do not train twice."""
         src = f"{variant['name']}@cand{cand}__seed{seed}"
         digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id)))
-        if os.path.isfile(self.run_path(run_id)) or not os.path.isfile(self.run_path(src)):
+        if not os.path.isfile(self.run_path(src)) or self.finished(run_id, digest) is not None:
             return
+        # a first-seed run made before the search, with other settings, was moved to runs/stale/
         with open(self.run_path(src), encoding="utf-8") as f:
             record = json.load(f)
         record.update(run_id=run_id, spec_hash=digest, selected_from=src)
