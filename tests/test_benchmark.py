@@ -224,8 +224,8 @@ def test_registry_has_the_named_variants(capsys):
     assert registry["SAERec-noIde"]["config"]["intent_tag"] != registry["KMeans-Intent"]["config"]["intent_tag"]
     assert benchmark.resolve_variant("GRU4Rec", registry)["model"] == "GRU4Rec"
     capsys.readouterr()
-    assert benchmark.resolve_variant("NARM", registry)["config"] == {}  # a bare model: its own defaults
-    assert "NARM' is not a variant" in capsys.readouterr().out  # so the user hears it is not the table's settings
+    assert benchmark.resolve_variant("NARM", registry)["config"] == {}  # a bare model: the shared protocol, its own sizes
+    assert "NARM' is not a variant" in capsys.readouterr().out  # so the user hears which settings are its own
     with pytest.raises(ValueError, match="Unknown model"):
         benchmark.resolve_variant("SASRecc", registry)
 

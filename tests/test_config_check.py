@@ -65,6 +65,20 @@ def test_shipped_defaults_pass_their_own_rules(model, dataset, tmp_path, caplog)
     assert "not a RecBole" not in caplog.text
 
 
+def test_every_model_shares_the_training_protocol(tmp_path):
+    """overall.yaml gives every model, RecBole's included, SAERec's batch, lr and weight decay: a
+    baseline left at RecBole's weight decay 0 would not be trained like SAERec (a converged
+    GuidedRec row once ran so)."""
+    shared = ("train_batch_size", "learning_rate", "weight_decay", "epochs", "stopping_step", "valid_metric",
+              "mask_history", "MAX_ITEM_LIST_LENGTH")
+    resolved = {model: Config(model=model, dataset="amazon-beauty",
+                              config_dict={"use_gpu": False, "checkpoint_dir": str(tmp_path)})
+                for model in ("SAERec", "GuidedRec", "PackedSASRec", "SASRec", "GRU4Rec", "BERT4Rec", "NARM")}
+    for model, config in resolved.items():
+        assert [config[k] for k in shared] == [resolved["SAERec"][k] for k in shared], model
+    assert resolved["NARM"]["weight_decay"] == 0.0001
+
+
 def test_intent_keep_refused_before_any_work(tiny_root, tmp_path):
     """The build CLI builds the same Config: a bad keep rule stops it in well under a second."""
     t = time.time()

@@ -66,11 +66,11 @@ def resolve_variant(name, registry):
                    "against": [],
                    "description": f"{name}, its RecBole/plugin defaults"}
         if name != "SAERec":
-            # A bare model takes its own defaults, e.g. RecBole's weight decay 0 against SAERec's 1e-4:
-            # the first converged GuidedRec row ran so unnoticed (docs/results/beauty-converged/).
-            log(f"'{name}' is not a variant in {BENCHMARK_DIR}/variants.yaml: it runs with its model's "
-                f"defaults (RecBole's weight decay is 0), not the table's settings. "
-                f"Register it there (as GRU4Rec is) to compare like with like.")
+            # The protocol (split, masking, batch, lr, weight decay, early stopping) is shared through
+            # the plugin's overall.yaml; the model's own hyperparameters (loss, dropout, size) are not.
+            log(f"'{name}' is not a variant in {BENCHMARK_DIR}/variants.yaml: it shares the plugin's "
+                f"protocol (overall.yaml) but keeps its model's own loss, dropout and sizes. "
+                f"Register it there (as GRU4Rec is) to state and pin what the row runs with.")
     if variant["role"] is None:
         variant["role"] = "ours" if name == "SAERec" else "baseline"
     return variant
