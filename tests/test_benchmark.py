@@ -301,6 +301,11 @@ def test_search_reuses_a_run_made_before_it_and_replaces_it_with_the_winner(tiny
         assert second["test_result"] == {"ndcg@10": 0.002}
         assert sorted(os.listdir(os.path.join(bench.runs_dir, "stale"))) == [  # the lr-0.001 runs, kept aside
             "Toy__seed5.json", "Toy__seed5.peruser.npz", "Toy__seed6.json", "Toy__seed6.peruser.npz"]
+    with open(bench.run_path("Toy@cand0__seed5")) as f:  # the own-settings run, adopted by the search
+        assert json.load(f)["same_run_as"] == "Toy__seed5"
+    trained = list(calls)
+    benchmark.Benchmark("tiny", [variant], [5, 6], out, search=True).run_all()  # a resumed search
+    assert calls == trained  # trains nothing again, whichever candidate won
 
 
 def test_cli_parses_config_keys():

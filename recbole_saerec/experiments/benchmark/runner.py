@@ -286,7 +286,8 @@ class Benchmark:
 
     def select(self, variant):
         """(overrides, index) of the candidate with the best VALID score on the first seed; ({}, None)
-        without a search or when the winner is the variant's own settings (its runs stay as they are)."""
+        without a search. The candidate equal to the variant's own settings trains with the variant's
+        own overrides (its spec is the variant's), so the variant's runs stay when it wins."""
         if not (self.search and variant.get("search")):
             return {}, None
         seed = self.seeds[0]
@@ -294,8 +295,8 @@ class Benchmark:
         for k, candidate in enumerate(variant["search"]):
             run_id, cfg = f"{variant['name']}@cand{k}__seed{seed}", self.config_dict(variant, seed, candidate)
             if own is None and self.changes_nothing(variant, seed, candidate):
-                # the variant's first-seed run: a table made before the search is reused as it is
-                own, run_id, cfg = k, f"{variant['name']}__seed{seed}", self.config_dict(variant, seed)
+                own, cfg = k, self.config_dict(variant, seed)
+                self.adopt_first_seed_run(variant, seed, run_id)
             record, fresh = self.execute(run_id, variant, seed, cfg)
             scores.append(record["best_valid_score"])
             log(f"search {variant['name']} candidate {k} {candidate}: valid {record['valid_metric']} = "
@@ -304,7 +305,25 @@ class Benchmark:
         choice = {"variant": variant["name"], "selected_on": "valid", "seed": seed, "candidates": variant["search"],
                   "valid_scores": scores, "selected": best, "selected_config": variant["search"][best]}
         write_json_atomic(os.path.join(self.runs_dir, f"{variant['name']}.search.json"), choice)
-        return ({}, None) if best == own else (variant["search"][best], best)
+        return ({} if best == own else variant["search"][best]), best
+
+    def adopt_first_seed_run(self, variant, seed, cand_id):
+        """A first-seed run made before the search (--search=off) already is the own-settings
+        candidate: copy it under the candidate's name rather than train it again. The copy stays
+        when another candidate wins and takes the first-seed name (reruns of the search reuse it)."""
+        main_id = f"{variant['name']}__seed{seed}"
+        cfg = self.config_dict(variant, seed)
+        digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, main_id)))
+        if os.path.isfile(self.run_path(cand_id)) or not os.path.isfile(self.run_path(main_id)):
+            return
+        with open(self.run_path(main_id), encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("spec_hash") != digest or record.get("status") != "ok":
+            return  # not the own-settings run (e.g. a winner's copy): the candidate trains
+        record.update(run_id=cand_id, same_run_as=main_id)
+        shutil.copyfile(os.path.join(self.runs_dir, f"{main_id}.peruser.npz"),
+                        os.path.join(self.runs_dir, f"{cand_id}.peruser.npz"))
+        write_json_atomic(self.run_path(cand_id), record)
 
     def run_all(self):
         skip = set()
