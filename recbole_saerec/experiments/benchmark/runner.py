@@ -320,10 +320,13 @@ class Benchmark:
             record = json.load(f)
         if record.get("spec_hash") != digest or record.get("status") != "ok":
             return  # not the own-settings run (e.g. a winner's copy): the candidate trains
-        record.update(run_id=cand_id, same_run_as=main_id)
-        shutil.copyfile(os.path.join(self.runs_dir, f"{main_id}.peruser.npz"),
-                        os.path.join(self.runs_dir, f"{cand_id}.peruser.npz"))
-        write_json_atomic(self.run_path(cand_id), record)
+        self.copy_run(record, main_id, cand_id, same_run_as=main_id)
+
+    def copy_run(self, record, src_id, dst_id, **updates):
+        """Record `src_id` (already read as `record`) and its per-user rows, again under `dst_id`."""
+        shutil.copyfile(os.path.join(self.runs_dir, f"{src_id}.peruser.npz"),
+                        os.path.join(self.runs_dir, f"{dst_id}.peruser.npz"))
+        write_json_atomic(self.run_path(dst_id), dict(record, run_id=dst_id, **updates))
 
     def run_all(self):
         skip = set()
@@ -393,7 +396,4 @@ class Benchmark:
         # a first-seed run made before the search, with other settings, was moved to runs/stale/
         with open(self.run_path(src), encoding="utf-8") as f:
             record = json.load(f)
-        record.update(run_id=run_id, spec_hash=digest, selected_from=src)
-        shutil.copyfile(os.path.join(self.runs_dir, f"{src}.peruser.npz"),
-                        os.path.join(self.runs_dir, f"{run_id}.peruser.npz"))
-        write_json_atomic(self.run_path(run_id), record)
+        self.copy_run(record, src, run_id, spec_hash=digest, selected_from=src)
