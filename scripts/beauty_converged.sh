@@ -51,6 +51,6 @@ common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/
 slot "$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
 slot "$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
-names=$(echo "$SLOT_A $SLOT_B" | tr ' ,' '\n\n' | sed 's/:.*//' | awk 'NF && !seen[$0]++' | paste -sd,)
+names=$(echo "$SLOT_A $SLOT_B" | tr ' ' '\n' | sed 's/:.*//' | awk 'NF && !seen[$0]++' | paste -sd,)  # "Model:seeds" entries -> model names
 echo "running: logs in $WORK/logs/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --work_dir=$WORK/ckpt --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$names"
 wait
