@@ -256,16 +256,9 @@ def test_search_selects_on_valid_and_reuses_the_first_seed(tiny_root, tmp_path, 
         assert json.load(f)["selected_on"] == "valid"
 
 
-@pytest.mark.parametrize("own_wins", [False, True])
-def test_search_reuses_a_run_made_before_it_and_replaces_it_with_the_winner(tiny_root, tmp_path, monkeypatch,
-                                                                           own_wins):
-    """A candidate equal to the variant's own settings is its first-seed run (no second training);
-    when another candidate wins, its run becomes the first-seed run and the old one goes to stale/;
-    when the own settings win, the runs stay as they are."""
-    valid = {0.001: 0.30 + 0.4 * own_wins, 0.002: 0.50}
-    calls = []
-
-    def fake_execute(self, run_id, variant, seed, cfg):
+def fake_resumable_execute(valid, calls):
+    """Benchmark.execute without training: a run's record (its test score = its lr) unless it finished before."""
+    def execute(self, run_id, variant, seed, cfg):
         digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id)))
         old = self.finished(run_id, digest)
         if old is not None:
@@ -274,12 +267,22 @@ def test_search_reuses_a_run_made_before_it_and_replaces_it_with_the_winner(tiny
         lr = cfg["learning_rate"]
         record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
                   "best_valid_score": valid[lr], "valid_metric": "NDCG@10", "test_result": {"ndcg@10": lr},
-                  "seconds": 1.0, "best_epoch": 1, "spec_hash": digest}
+                  "seconds": 1.0, "best_epoch": 1, "spec_hash": digest, "config": {"learning_rate": lr}}
         benchmark.write_json_atomic(self.run_path(run_id), record)
         np.savez(os.path.join(self.runs_dir, f"{run_id}.peruser.npz"), ndcg=np.array([lr]))
         return record, True
+    return execute
 
-    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+
+@pytest.mark.parametrize("own_wins", [False, True])
+def test_search_reuses_a_run_made_before_it_and_replaces_it_with_the_winner(tiny_root, tmp_path, monkeypatch,
+                                                                           own_wins):
+    """A candidate equal to the variant's own settings is its first-seed run (no second training);
+    when another candidate wins, its run becomes the first-seed run and the old one goes to stale/;
+    when the own settings win, the runs stay as they are."""
+    valid = {0.001: 0.30 + 0.4 * own_wins, 0.002: 0.50}
+    calls = []
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_resumable_execute(valid, calls))
     monkeypatch.setattr(runner, "report", lambda *a, **k: None)  # the table itself is tested elsewhere
     variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {"learning_rate": 0.001},
                "search": [{"learning_rate": 0.001}, {"learning_rate": 0.002}]}
@@ -306,6 +309,40 @@ def test_search_reuses_a_run_made_before_it_and_replaces_it_with_the_winner(tiny
     trained = list(calls)
     benchmark.Benchmark("tiny", [variant], [5, 6], out, search=True).run_all()  # a resumed search
     assert calls == trained  # trains nothing again, whichever candidate won
+
+
+def test_a_search_keeps_the_runs_made_at_the_own_settings_under_keep_own_as(tiny_root, tmp_path, monkeypatch):
+    """keep_own_as: when another candidate wins, the runs made before the search take the pinned
+    name (numbers, per-user rows, the reason) instead of going to stale/; a resumed search renames nothing more."""
+    calls = []
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_resumable_execute({0.001: 0.30, 0.002: 0.50}, calls))
+    monkeypatch.setattr(runner, "report", lambda *a, **k: None)
+    extra = tmp_path / "variants.yaml"
+    extra.write_text("Toy:\n  model: SASRec\n  config: {learning_rate: 0.001}\n  keep_own_as: Toy-lr1e-3\n"
+                     "  search: [{learning_rate: 0.001}, {learning_rate: 0.002}]\n"
+                     "Toy-lr1e-3:\n  model: SASRec\n  role: ablation\n  config: {learning_rate: 0.001}\n")
+    registry = benchmark.load_registry(extra=[str(extra)])
+    variant = benchmark.resolve_variant("Toy", registry)
+    out = str(tmp_path / "out")
+    benchmark.Benchmark("tiny", [variant], [5, 6], out, search=False, registry=registry).run_all()
+    bench = benchmark.Benchmark("tiny", [variant], [5, 6], out, search=True, registry=registry)
+    bench.run_all()
+    assert calls == ["Toy__seed5", "Toy__seed6", "Toy@cand1__seed5", "Toy__seed6"]
+    assert not os.path.exists(os.path.join(bench.runs_dir, "stale"))
+    for seed in (5, 6):
+        with open(bench.run_path(f"Toy-lr1e-3__seed{seed}")) as f:
+            kept = json.load(f)
+        with open(bench.run_path(f"Toy__seed{seed}")) as f:
+            searched = json.load(f)
+        assert kept["variant"] == "Toy-lr1e-3" and kept["role"] == "ablation" and kept["test_result"] == {"ndcg@10": 0.001}
+        assert "picked Toy candidate 1" in kept["renamed"][0]["why"]
+        assert searched["test_result"] == {"ndcg@10": 0.002}
+        assert os.path.exists(os.path.join(bench.runs_dir, f"Toy-lr1e-3__seed{seed}.peruser.npz"))
+    benchmark.Benchmark("tiny", [variant], [5, 6], out, search=True, registry=registry).run_all()
+    assert len(calls) == 4 and os.path.exists(bench.run_path("Toy-lr1e-3__seed5"))  # resumed: nothing more
+    extra.write_text("Toy:\n  model: SASRec\n  keep_own_as: Nowhere\n")
+    with pytest.raises(UsageError, match="keep_own_as: 'Nowhere' must be a variant of the same model"):
+        benchmark.load_registry(extra=[str(extra)])
 
 
 def test_cli_parses_config_keys():

@@ -124,7 +124,7 @@ def load_per_user(runs_dir, run_id):
 RENAME_TOLERATED = ("intent_tag",)
 
 
-def rename_variant(runs_dir, old, new, variant_config, why, role=None):
+def rename_variant(runs_dir, old, new, variant_config, why, role=None, only_matching=False):
     """Give every finished run of variant ``old`` the variant name ``new`` (files, run_id, variant,
     and ``role`` when given: a renamed default is no longer the table's 'ours').
 
@@ -132,9 +132,11 @@ def rename_variant(runs_dir, old, new, variant_config, why, role=None):
     when the record's resolved config differs from ``variant_config`` (the new variant's overrides)
     on any key but those of RENAME_TOLERATED (noted in the record), or when a run of ``new`` with
     the same seed exists. Each record keeps the list of its renames (``renamed``). Returns the new ids.
+    With ``only_matching`` the records that ran with other settings stay where they are, unrenamed
+    (a search's winner keeps the name, its runs at the old settings take the new one).
     """
     records = [r for r in load_records(runs_dir) if r["variant"] == old]
-    if not records:
+    if not records and not only_matching:
         raise ValueError(f"no finished run of '{old}' in {runs_dir}")
     plans = []
     for record in records:
@@ -142,6 +144,8 @@ def rename_variant(runs_dir, old, new, variant_config, why, role=None):
         differ = {k: (resolved.get(k), v) for k, v in (variant_config or {}).items()
                   if jsonable(resolved.get(k)) != jsonable(v)}
         wrong = {k: d for k, d in differ.items() if k not in RENAME_TOLERATED}
+        if wrong and only_matching:
+            continue
         if wrong:
             raise ValueError(f"{record['run_id']} ran with " + ", ".join(f"{k}={a!r}" for k, (a, _) in wrong.items())
                              + f", not what '{new}' sets (" + ", ".join(f"{k}={b!r}" for k, (_, b) in wrong.items())

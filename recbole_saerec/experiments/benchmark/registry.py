@@ -11,7 +11,7 @@ BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.
 
 
 # What a variant entry may hold (variants.yaml's header says what each means).
-VARIANT_KEYS = {"model", "role", "description", "config", "search", "pretrain", "against"}
+VARIANT_KEYS = {"model", "role", "description", "config", "search", "pretrain", "against", "keep_own_as"}
 
 
 def load_registry(paths=None, extra=()):
@@ -31,7 +31,7 @@ def load_registry(paths=None, extra=()):
                     raise UsageError(f"Variant '{name}' in {path}: unknown key(s) {unknown}; a variant takes "
                                      f"{sorted(VARIANT_KEYS)} (see the comment at the top of variants.yaml).")
                 registry[name] = {"config": {}, "role": None, "description": "", "search": None, "pretrain": None,
-                                  "against": [], **spec}
+                                  "against": [], "keep_own_as": None, **spec}
                 where[name] = path
     for name, spec in registry.items():
         refs = spec["against"]
@@ -40,6 +40,10 @@ def load_registry(paths=None, extra=()):
             if ref not in registry and not _is_model(ref):
                 raise UsageError(f"Variant '{name}' in {where[name]}: against: '{ref}' is not a variant "
                                  f"nor a model name (variants: {', '.join(sorted(registry))}).")
+        pin = spec["keep_own_as"]
+        if pin is not None and (pin not in registry or registry[pin]["model"] != spec["model"]):
+            raise UsageError(f"Variant '{name}' in {where[name]}: keep_own_as: '{pin}' must be a variant of the "
+                             f"same model ({spec['model']}) whose config states {name}'s own settings.")
     return registry
 
 
@@ -63,7 +67,7 @@ def resolve_variant(name, registry):
 
         get_model(name)  # a clear error for typos, before any run starts
         variant = {"name": name, "model": name, "config": {}, "search": None, "pretrain": None, "role": None,
-                   "against": [],
+                   "against": [], "keep_own_as": None,
                    "description": f"{name}, its RecBole/plugin defaults"}
         if name != "SAERec":
             # The protocol (split, masking, batch, lr, weight decay, early stopping) is shared through

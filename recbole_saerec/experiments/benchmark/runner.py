@@ -15,8 +15,9 @@ import numpy as np
 
 from recbole_saerec import quick_start
 from recbole_saerec.utils import run_environment
-from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, save_per_user,
-                                                          spec_hash, write_json_atomic)
+from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, rename_variant,
+                                                          save_per_user, spec_hash, write_json_atomic)
+from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
 from recbole_saerec.experiments.benchmark.report import report
 from recbole_saerec.experiments.benchmark.stats import per_user_from_topk
 
@@ -322,6 +323,19 @@ class Benchmark:
             return  # not the own-settings run (e.g. a winner's copy): the candidate trains
         self.copy_run(record, main_id, cand_id, same_run_as=main_id)
 
+    def keep_own_runs(self, variant, cand):
+        """Another candidate won the search: the variant's runs made at its own settings keep their
+        numbers under `keep_own_as` (a registered variant stating those settings) rather than going
+        to runs/stale/, so the rows trained at the old settings stay paired with the runs they ran beside."""
+        pin = resolve_variant(variant["keep_own_as"], self.registry or load_registry())
+        why = (f"--search on VALID picked {variant['name']} candidate {cand} {variant['search'][cand]}; "
+               f"this run, at {variant['name']}'s own settings, is kept as {pin['name']}")
+        ids = rename_variant(self.runs_dir, variant["name"], pin["name"], pin["config"], why, role=pin["role"],
+                             only_matching=True)
+        if ids:
+            log(f"{variant['name']}: the search picked candidate {cand}; its runs at the own settings are now "
+                f"{', '.join(ids)}")
+
     def copy_run(self, record, src_id, dst_id, **updates):
         """Record `src_id` (already read as `record`) and its per-user rows, again under `dst_id`."""
         shutil.copyfile(os.path.join(self.runs_dir, f"{src_id}.peruser.npz"),
@@ -352,6 +366,8 @@ class Benchmark:
                 log(f"FAILED search of {variant['name']}: {type(err).__name__}: {err}")
                 done += len(self.seeds)
                 continue
+            if chosen and variant.get("keep_own_as"):
+                self.keep_own_runs(variant, cand)
             for seed in self.seeds:
                 done += 1
                 run_id = f"{variant['name']}__seed{seed}"
