@@ -120,6 +120,31 @@ def test_changed_plugin_default_is_run_again(bench_out, tiny_root, tmp_path):
     assert os.path.exists(os.path.join(out, "runs", "stale", run_id + ".json"))
 
 
+def test_a_setting_stated_otherwise_with_the_same_resolved_config_is_not_run_again(bench_out, tiny_root, tmp_path):
+    """The spec hash differs when a variant states a value its default already has (or a default
+    later takes an override's value); the resolved config is the same, so the record is the run."""
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    run_id = "SAERec__seed1"
+    with open(os.path.join(out, "runs", run_id + ".json")) as f:
+        record = json.load(f)
+
+    def check(config, exact=False):
+        variant = dict(benchmark.resolve_variant("SAERec", benchmark.load_registry()), config=config)
+        bench = benchmark.Benchmark("tiny", [variant], [1], out, budget_epochs=2, work_dir=bench_out["work"],
+                                    cli_config=tiny_cli(tiny_root, bench_out["tmp"]), search=False)
+        cfg = dict(bench.config_dict(variant, 1), checkpoint_dir=os.path.join(bench.work_dir, run_id))
+        assert bench.digest(variant, cfg) != record["spec_hash"]
+        return bench.finished(run_id, bench.digest(variant, cfg), bench.resolve(variant, cfg), exact=exact)
+
+    stated = {"learning_rate": record["config"]["learning_rate"], "fusion": record["config"]["fusion"]}
+    assert check(stated)["test_result"] == record["test_result"]  # reused, not retrained
+    assert check(stated, exact=True) is None  # a pre-trained variant trusts its hash only
+    assert os.path.exists(os.path.join(out, "runs", "stale", run_id + ".json"))
+    shutil.move(os.path.join(out, "runs", "stale", run_id + ".json"), os.path.join(out, "runs", run_id + ".json"))
+    assert check({"learning_rate": record["config"]["learning_rate"] / 2}) is None  # another setting: stale
+
+
 def test_records_name_the_intent_set_they_read(bench_out):
     with open(os.path.join(bench_out["out"], "runs", "SAERec__seed1.json")) as f:
         intents = json.load(f)["intents"]
@@ -334,7 +359,8 @@ def test_a_search_keeps_the_runs_made_at_the_own_settings_under_keep_own_as(tiny
             kept = json.load(f)
         with open(bench.run_path(f"Toy__seed{seed}")) as f:
             searched = json.load(f)
-        assert kept["variant"] == "Toy-lr1e-3" and kept["role"] == "ablation" and kept["test_result"] == {"ndcg@10": 0.001}
+        assert kept["variant"] == "Toy-lr1e-3" and kept["role"] == "ablation"
+        assert kept["test_result"] == {"ndcg@10": 0.001}
         assert "picked Toy candidate 1" in kept["renamed"][0]["why"]
         assert searched["test_result"] == {"ndcg@10": 0.002}
         assert os.path.exists(os.path.join(bench.runs_dir, f"Toy-lr1e-3__seed{seed}.peruser.npz"))

@@ -83,6 +83,20 @@ def changed_defaults(recorded, resolved):
                   and jsonable(resolved[k]) != jsonable(recorded[k]))
 
 
+def same_settings(recorded, resolved):
+    """True when a record's resolved config (``record['config']``) is the one a run resolves to now
+    (a Config), on every key but where and how it runs (trainer.RESUME_FREE; the epochs cap and
+    the patience do count here): the same run however its settings were stated, e.g. a value an
+    override set that a default later took, or a variant stating a value its default already had."""
+    from recbole_saerec.trainer import RESUME_FREE
+
+    if not recorded:
+        return False
+    now = jsonable({k: resolved[k] for k in resolved.final_config_dict})
+    free = RESUME_FREE - {"epochs", "stopping_step"}
+    return all(jsonable(recorded.get(k)) == now.get(k) for k in set(recorded) | set(now) if k not in free)
+
+
 def intents_used(model, resolved):
     """Which intent set a run read (its manifest's fingerprint and build statistics), or None: a
     rebuild on another machine can differ (e.g. in the latents the judge keeps), so records say."""
@@ -142,15 +156,25 @@ class Benchmark:
             cfg = dict(cfg, benchmark_pretrain=variant["pretrain"])
         return spec_hash(variant["model"], self.dataset, self.config_files, cfg)
 
+    def resolve(self, variant, cfg):
+        """The Config a run of `variant` with overrides `cfg` gets (yaml defaults included)."""
+        from recbole_saerec.config import Config
+
+        return Config(model=variant["model"], dataset=self.dataset, config_file_list=self.config_files or None,
+                      config_dict=cfg)
+
     def run_path(self, run_id):
         return os.path.join(self.runs_dir, f"{run_id}.json")
 
-    def finished(self, run_id, digest, resolved=None):
+    def finished(self, run_id, digest, resolved=None, exact=False):
         """The run's record when it already ran with this spec, else None (a stale record is moved aside).
 
         The spec hash covers the model, dataset, config files and overrides, not the plugin's own
         yaml defaults; `resolved` (the Config this run would get now) catches those: a record whose
         resolved config differs on any key the plugin's yaml sets (a changed default) is stale too.
+        A record with another spec hash but the same resolved config (same_settings) is the same
+        run stated otherwise and is kept, unless `exact` (a pre-trained variant: its stage-1
+        settings are in the hash, not in the config).
         """
         path = self.run_path(run_id)
         if not os.path.isfile(path):
@@ -159,6 +183,10 @@ class Benchmark:
             record = json.load(f)
         changed = [] if resolved is None else changed_defaults(record.get("config") or {}, resolved)
         if record.get("spec_hash") == digest and record.get("status") == "ok" and not changed:
+            return record
+        if (record.get("status") == "ok" and resolved is not None and not exact
+                and same_settings(record.get("config"), resolved)):
+            log(f"{run_id}: its settings are stated otherwise now but resolve to the same config: reused")
             return record
         if changed:
             log(f"{run_id}: the plugin's yaml defaults changed since it ran: {', '.join(changed)}")
@@ -176,11 +204,8 @@ class Benchmark:
         model = variant["model"]
         cfg = dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id))
         digest = self.digest(variant, cfg)
-        from recbole_saerec.config import Config
-
-        resolved = Config(model=model, dataset=self.dataset, config_file_list=self.config_files or None,
-                          config_dict=cfg)
-        record = self.finished(run_id, digest, resolved)
+        resolved = self.resolve(variant, cfg)
+        record = self.finished(run_id, digest, resolved, exact=variant.get("pretrain") is not None)
         if record is not None:
             return record, False
         started = datetime.datetime.now().isoformat(timespec="seconds")
@@ -263,15 +288,13 @@ class Benchmark:
     def ensure_intents(self, plan):
         """Build the artefacts each intent-reading variant needs, once per artefact directory."""
         from recbole_saerec.artefacts import resolve_intent_dir
-        from recbole_saerec.config import Config
         from recbole_saerec.utils import get_model
 
         built = set()
         for _run_id, variant, _seed, cfg in plan:
             if not getattr(get_model(variant["model"]), "needs_intents", False):
                 continue
-            config = Config(model=variant["model"], dataset=self.dataset,
-                            config_file_list=self.config_files or None, config_dict=cfg)
+            config = self.resolve(variant, cfg)
             if resolve_intent_dir(config) not in built:
                 built.add(quick_start.ensure_intents(config, shared_cache=True))
 
@@ -279,10 +302,7 @@ class Benchmark:
     def changes_nothing(self, variant, seed, candidate):
         """True when the variant already runs with every value of `candidate` (its yaml defaults
         included): that candidate IS the variant's own run, and is not trained a second time."""
-        from recbole_saerec.config import Config
-
-        resolved = Config(model=variant["model"], dataset=self.dataset, config_file_list=self.config_files or None,
-                          config_dict=self.config_dict(variant, seed))
+        resolved = self.resolve(variant, self.config_dict(variant, seed))
         return all(k in resolved and jsonable(resolved[k]) == jsonable(v) for k, v in candidate.items())
 
     def select(self, variant):
@@ -406,8 +426,11 @@ class Benchmark:
     def copy_selected(self, variant, seed, cand, run_id, cfg):
         """The selected candidate's first-seed run IS the first-seed run: reuse it, do not train twice."""
         src = f"{variant['name']}@cand{cand}__seed{seed}"
-        digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id)))
-        if not os.path.isfile(self.run_path(src)) or self.finished(run_id, digest) is not None:
+        cfg = dict(cfg, checkpoint_dir=os.path.join(self.work_dir, run_id))
+        digest = self.digest(variant, cfg)
+        if not os.path.isfile(self.run_path(src)):
+            return
+        if self.finished(run_id, digest, self.resolve(variant, cfg)) is not None:  # copied before
             return
         # a first-seed run made before the search, with other settings, was moved to runs/stale/
         with open(self.run_path(src), encoding="utf-8") as f:
