@@ -134,11 +134,11 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "intent_num_threads", "explain_user"}
 
 
-def changed_settings(saved, current):
-    """Keys whose value differs between a saved state's config and the current one (RESUME_FREE aside)."""
+def changed_settings(saved, current, free=RESUME_FREE):
+    """Keys whose value differs between a saved state's config and the current one (`free` aside)."""
     current = plain(dict(current))
     return sorted(k for k in set(saved) | set(current)
-                  if k not in RESUME_FREE and saved.get(k) != current.get(k))
+                  if k not in free and saved.get(k) != current.get(k))
 
 
 # ----------------------------------------------------------------------------- RNG streams

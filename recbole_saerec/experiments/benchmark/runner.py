@@ -88,13 +88,11 @@ def same_settings(recorded, resolved):
     (a Config), on every key but where and how it runs (trainer.RESUME_FREE; the epochs cap and
     the patience do count here): the same run however its settings were stated, e.g. a value an
     override set that a default later took, or a variant stating a value its default already had."""
-    from recbole_saerec.trainer import RESUME_FREE
+    from recbole_saerec.trainer import RESUME_FREE, changed_settings
 
-    if not recorded:
-        return False
     now = jsonable({k: resolved[k] for k in resolved.final_config_dict})
-    free = RESUME_FREE - {"epochs", "stopping_step"}
-    return all(jsonable(recorded.get(k)) == now.get(k) for k in set(recorded) | set(now) if k not in free)
+    return bool(recorded) and not changed_settings(jsonable(recorded), now,
+                                                   free=RESUME_FREE - {"epochs", "stopping_step"})
 
 
 def intents_used(model, resolved):
@@ -166,28 +164,36 @@ class Benchmark:
     def run_path(self, run_id):
         return os.path.join(self.runs_dir, f"{run_id}.json")
 
-    def finished(self, run_id, digest, resolved=None, exact=False):
-        """The run's record when it already ran with this spec, else None (a stale record is moved aside).
+    @staticmethod
+    def is_run(record, digest, resolved=None, exact=False):
+        """Whether a finished record is the run that this spec (hash `digest`, Config `resolved`) makes.
 
         The spec hash covers the model, dataset, config files and overrides, not the plugin's own
         yaml defaults; `resolved` (the Config this run would get now) catches those: a record whose
-        resolved config differs on any key the plugin's yaml sets (a changed default) is stale too.
+        resolved config differs on any key the plugin's yaml sets (a changed default) is not it.
         A record with another spec hash but the same resolved config (same_settings) is the same
-        run stated otherwise and is kept, unless `exact` (a pre-trained variant: its stage-1
-        settings are in the hash, not in the config).
+        run stated otherwise, unless `exact` (a pre-trained variant: its stage-1 settings are in
+        the hash, not in the config).
         """
+        if record.get("status") != "ok":
+            return False
+        if record.get("spec_hash") == digest and (
+                resolved is None or not changed_defaults(record.get("config") or {}, resolved)):
+            return True
+        return resolved is not None and not exact and same_settings(record.get("config"), resolved)
+
+    def finished(self, run_id, digest, resolved=None, exact=False):
+        """The run's record when it already ran with this spec (is_run), else None (a stale record is moved aside)."""
         path = self.run_path(run_id)
         if not os.path.isfile(path):
             return None
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
+        if self.is_run(record, digest, resolved, exact):
+            if record.get("spec_hash") != digest:
+                log(f"{run_id}: its settings are stated otherwise now but resolve to the same config: reused")
+            return record
         changed = [] if resolved is None else changed_defaults(record.get("config") or {}, resolved)
-        if record.get("spec_hash") == digest and record.get("status") == "ok" and not changed:
-            return record
-        if (record.get("status") == "ok" and resolved is not None and not exact
-                and same_settings(record.get("config"), resolved)):
-            log(f"{run_id}: its settings are stated otherwise now but resolve to the same config: reused")
-            return record
         if changed:
             log(f"{run_id}: the plugin's yaml defaults changed since it ran: {', '.join(changed)}")
         stale = os.path.join(self.runs_dir, "stale")
@@ -333,13 +339,13 @@ class Benchmark:
         candidate: copy it under the candidate's name rather than train it again. The copy stays
         when another candidate wins and takes the first-seed name (reruns of the search reuse it)."""
         main_id = f"{variant['name']}__seed{seed}"
-        cfg = self.config_dict(variant, seed)
-        digest = self.digest(variant, dict(cfg, checkpoint_dir=os.path.join(self.work_dir, main_id)))
         if os.path.isfile(self.run_path(cand_id)) or not os.path.isfile(self.run_path(main_id)):
             return
+        cfg = dict(self.config_dict(variant, seed), checkpoint_dir=os.path.join(self.work_dir, main_id))
         with open(self.run_path(main_id), encoding="utf-8") as f:
             record = json.load(f)
-        if record.get("spec_hash") != digest or record.get("status") != "ok":
+        if not self.is_run(record, self.digest(variant, cfg), self.resolve(variant, cfg),
+                           exact=variant.get("pretrain") is not None):
             return  # not the own-settings run (e.g. a winner's copy): the candidate trains
         self.copy_run(record, main_id, cand_id, same_run_as=main_id)
 
