@@ -419,6 +419,19 @@ def test_report_only_rebuilds_the_table_from_the_runs(bench_out, tmp_path):
         assert "| SAERec | ours |" in f.read()
 
 
+def test_a_call_that_runs_some_models_keeps_the_rows_the_table_already_showed(bench_out, tmp_path, monkeypatch):
+    # two CPU slots share one folder: slot B's call for SAERec must not drop slot A's SASRec rows
+    out = str(tmp_path / "copy")
+    shutil.copytree(bench_out["out"], out)
+    assert benchmark.report_names(out, ["SAERec", "BERT4Rec"]) == ["SASRec", "SAERec", "BERT4Rec"]
+    monkeypatch.setattr(runner.Benchmark, "run_all", lambda self: None)  # the runs are there: nothing to train
+    result = benchmark.main(["--dataset=tiny", "--models=SAERec", "--seeds=1,2", f"--out={out}", "--search=off"])
+    assert [r["variant"] for r in result["records"]] == ["SASRec", "SASRec", "SAERec", "SAERec"]
+    # --report_only still shows exactly what it is asked for
+    result = benchmark.main(["--dataset=tiny", "--models=SAERec", "--seeds=1,2", f"--out={out}", "--report_only"])
+    assert {r["variant"] for r in result["records"]} == {"SAERec"}
+
+
 def test_intents_are_built_once_per_tag_with_the_variant_config(tiny_root, tmp_path, monkeypatch):
     import recbole_saerec.intents.build as build
 

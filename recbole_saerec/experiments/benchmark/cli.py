@@ -7,7 +7,7 @@ import yaml
 from recbole_saerec import cli
 from recbole_saerec.experiments.benchmark.records import RUNS, log, rename_variant
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
-from recbole_saerec.experiments.benchmark.report import format_progress, progress, report
+from recbole_saerec.experiments.benchmark.report import format_progress, progress, report, report_names
 from recbole_saerec.experiments.benchmark.runner import Benchmark, resolve_work_dir
 
 
@@ -102,7 +102,9 @@ def main(argv=None):
         log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
         with cli.recbole_cmd_line({}):  # every config key reaches the runs as cli_config, none via sys.argv
             bench.run_all()
-    result = report(bench.out_dir, args.dataset, names, registry)
+    # --report_only shows exactly --models; a call that ran models keeps the rows the table had
+    result = report(bench.out_dir, args.dataset, names if args.report_only else report_names(bench.out_dir, names),
+                    registry)
     if result:
         log(f"table: {os.path.join(bench.out_dir, 'results.md')}")
     return result

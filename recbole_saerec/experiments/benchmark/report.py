@@ -200,6 +200,23 @@ def plot(path, summary, dataset):
     plt.close(fig)
 
 
+def shown_variants(out_dir):
+    """The variants the folder's table shows now (results.csv), in its order."""
+    path = os.path.join(out_dir, "results.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(dict.fromkeys(row["variant"] for row in csv.DictReader(f)))
+
+
+def report_names(out_dir, names):
+    """What a benchmark call that ran `names` reports: every variant the table already showed, in its
+    order, then the new ones. Two calls sharing one folder (two CPU slots) then keep each other's rows
+    instead of each rewriting the table with its own models only."""
+    shown = shown_variants(out_dir)
+    return shown + [n for n in names if n not in shown]
+
+
 def report(out_dir, dataset, variant_names=None, registry=None, ours="SAERec"):
     """(Re)write results.csv, summary.csv, results.md and results.png from the per-run JSONs."""
     runs_dir = os.path.join(out_dir, RUNS)
