@@ -371,6 +371,30 @@ def test_a_search_keeps_the_runs_made_at_the_own_settings_under_keep_own_as(tiny
         benchmark.load_registry(extra=[str(extra)])
 
 
+def test_a_call_for_later_seeds_reuses_the_search_made_on_the_search_seed(tiny_root, tmp_path, monkeypatch):
+    """Adding seed 6 to a table searched on seed 5 trains seed 6 with the winner, and no candidate
+    on seed 6 (the search is not made again on whichever seed a call happens to list first)."""
+    calls = []
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_resumable_execute({0.001: 0.30, 0.002: 0.50}, calls))
+    monkeypatch.setattr(runner, "report", lambda *a, **k: None)
+    variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {"learning_rate": 0.001},
+               "search": [{"learning_rate": 0.001}, {"learning_rate": 0.002}]}
+    out = str(tmp_path / "out")
+    benchmark.Benchmark("tiny", [variant], [5], out, search=True).run_all()
+    assert calls == ["Toy@cand0__seed5", "Toy@cand1__seed5"]
+    benchmark.Benchmark("tiny", [variant], [6], out, search=True, search_seed=5).run_all()
+    assert calls[2:] == ["Toy__seed6"]
+    with open(os.path.join(out, "runs", "Toy__seed6.json")) as f:
+        assert json.load(f)["config"] == {"learning_rate": 0.002}  # the winner's settings
+    # the command line searches on --seed_base unless told otherwise
+    seen = {}
+    monkeypatch.setattr(benchmark.Benchmark, "run_all", lambda self: seen.update(seed=self.search_seed))
+    benchmark.main(["--dataset=tiny", "--models=SASRec", "--seeds=2021,2022", f"--out={out}"])
+    assert seen["seed"] == 2020
+    benchmark.main(["--dataset=tiny", "--models=SASRec", "--seeds=2021,", "--search_seed=2021", f"--out={out}"])
+    assert seen["seed"] == 2021
+
+
 def test_cli_parses_config_keys():
     args, cli = benchmark.parse_args(["--dataset=tiny", "--models=SASRec,SAERec", "--seeds=2",
                                       "--MAX_ITEM_LIST_LENGTH=20", "--use_gpu=False", "--topk=[10,20]"])

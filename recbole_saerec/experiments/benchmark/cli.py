@@ -32,6 +32,9 @@ def parse_args(argv=None):
     p.add_argument("--config_files", default=None, help="yaml files for every run (space or comma separated)")
     p.add_argument("--budget_epochs", type=int, default=None, help="the same epochs cap for every model")
     p.add_argument("--search", default="on", choices=["on", "off"], help="run variants' valid-selected searches")
+    p.add_argument("--search_seed", type=int, default=None,
+                   help="the seed whose VALID the searches select on (default --seed_base), also when --seeds "
+                        "lists other seeds only: adding seeds to a searched table reuses its search")
     # Each run keeps its valid-selected checkpoint (<work_dir>/<run_id>/<Model>-<date>.pth, one file per
     # run) so that explain/steer/probe can read the run folder; --drop_checkpoints saves the disk.
     p.add_argument("--keep_checkpoints", dest="keep_checkpoints", action="store_true", default=True,
@@ -97,7 +100,8 @@ def main(argv=None):
     bench = Benchmark(args.dataset, variants, seeds, out, config_files=config_files, cli_config=overrides,
                       budget_epochs=args.budget_epochs, work_dir=args.work_dir, search=args.search == "on",
                       keep_checkpoints=args.keep_checkpoints, machine_label=args.machine, fail_fast=args.fail_fast,
-                      registry=registry)
+                      registry=registry,
+                      search_seed=args.seed_base if args.search_seed is None else args.search_seed)
     if not args.report_only:
         log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
         with cli.recbole_cmd_line({}):  # every config key reaches the runs as cli_config, none via sys.argv

@@ -121,8 +121,11 @@ def resolve_work_dir(work_dir, dataset):
 class Benchmark:
     def __init__(self, dataset, variants, seeds, out_dir, config_files=None, cli_config=None,
                  budget_epochs=None, work_dir=None, search=True, keep_checkpoints=True, machine_label=None,
-                 fail_fast=False, registry=None):
+                 fail_fast=False, registry=None, search_seed=None):
         self.dataset, self.variants, self.seeds = dataset, variants, list(seeds)
+        # The searches select on this seed's VALID, whatever seeds this call trains: a call that adds
+        # seeds 2021-2022 to a table searched on 2020 reuses that search instead of searching again.
+        self.search_seed = self.seeds[0] if search_seed is None else search_seed
         self.registry = registry
         self.out_dir = os.path.abspath(out_dir)
         self.runs_dir = os.path.join(self.out_dir, RUNS)
@@ -312,12 +315,12 @@ class Benchmark:
         return all(k in resolved and jsonable(resolved[k]) == jsonable(v) for k, v in candidate.items())
 
     def select(self, variant):
-        """(overrides, index) of the candidate with the best VALID score on the first seed; ({}, None)
+        """(overrides, index) of the candidate with the best VALID score on the search seed; ({}, None)
         without a search. The candidate equal to the variant's own settings trains with the variant's
         own overrides (its spec is the variant's), so the variant's runs stay when it wins."""
         if not (self.search and variant.get("search")):
             return {}, None
-        seed = self.seeds[0]
+        seed = self.search_seed
         scores, own = [], None
         for k, candidate in enumerate(variant["search"]):
             run_id, cfg = f"{variant['name']}@cand{k}__seed{seed}", self.config_dict(variant, seed, candidate)
@@ -403,7 +406,7 @@ class Benchmark:
                                                     f"  ETA {fmt_duration(eta)}" if eta is not None else ""))
                 cfg = self.config_dict(variant, seed, chosen)
                 try:
-                    if cand is not None and seed == self.seeds[0]:
+                    if cand is not None and seed == self.search_seed:
                         self.copy_selected(variant, seed, cand, run_id, cfg)
                     record, fresh = self.execute(run_id, variant, seed, cfg)
                 except Exception as err:  # noqa: BLE001
