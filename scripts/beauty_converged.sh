@@ -11,9 +11,12 @@
 #   SLOT_A="SAERec:2021 SAERec-paper:2021" SLOT_B="SASRec-CE:2021" bash scripts/beauty_converged.sh
 #   SLOT_A="SAERec-mean:2021" SLOT_B= bash scripts/beauty_converged.sh     # one slot only
 #   SEARCH=on SLOT_A="SASRec-CE:2020,2021,2022" SLOT_B= bash scripts/beauty_converged.sh
-#       # the variant's small lr/dropout search (variants.yaml `search`) on VALID of the first seed;
+#       # the variant's small lr/dropout search (variants.yaml `search`) on VALID of seed 2020;
 #       # a candidate equal to the table's settings reuses the run already made, so it adds two runs
 #       # per variant, plus the other seeds again if another candidate wins
+#   SEARCH=on SLOT_A="SAERec:2021" SLOT_B="SAERec:2022" bash scripts/beauty_converged.sh
+#       # later seeds of a searched variant, one per slot: each call reuses the seed-2020 search
+#       # (--search_seed defaults to --seed_base) and trains its seed with the winner
 #
 # A slot is either a comma list of variants (each run for SEEDS seeds from 2020) or a space-separated
 # queue of variant:seed entries, run one after the other (one benchmark call each).
