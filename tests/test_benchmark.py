@@ -456,6 +456,19 @@ def test_a_call_that_runs_some_models_keeps_the_rows_the_table_already_showed(be
     assert {r["variant"] for r in result["records"]} == {"SAERec"}
 
 
+def test_the_table_rewritten_after_each_run_keeps_the_rows_it_already_showed(tmp_path, monkeypatch):
+    # the same rule inside run_all, which rewrites the table after every fresh run of a long call
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    (out / "results.csv").write_text("variant,seed\nOther,1\n")
+    shown = []
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_resumable_execute({0.001: 0.3}, []))
+    monkeypatch.setattr(runner, "report", lambda out_dir, dataset, names, registry: shown.append(names))
+    variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {"learning_rate": 0.001}}
+    benchmark.Benchmark("tiny", [variant], [5], str(out), search=False).run_all()
+    assert shown == [["Other", "Toy"]]
+
+
 def test_intents_are_built_once_per_tag_with_the_variant_config(tiny_root, tmp_path, monkeypatch):
     import recbole_saerec.intents.build as build
 

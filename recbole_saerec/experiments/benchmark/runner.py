@@ -18,7 +18,7 @@ from recbole_saerec.utils import run_environment
 from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, rename_variant,
                                                           save_per_user, spec_hash, write_json_atomic)
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
-from recbole_saerec.experiments.benchmark.report import report
+from recbole_saerec.experiments.benchmark.report import report, report_names
 from recbole_saerec.experiments.benchmark.stats import per_user_from_topk
 
 # resume_state: each run saves its full training state after every epoch in its own checkpoint_dir,
@@ -422,7 +422,8 @@ class Benchmark:
                 records.append(record)
                 if fresh:  # the table follows the runs: a long benchmark shows its partial results
                     try:
-                        report(self.out_dir, self.dataset, [v["name"] for v in self.variants], self.registry)
+                        report(self.out_dir, self.dataset,
+                               report_names(self.out_dir, [v["name"] for v in self.variants]), self.registry)
                     except Exception as err:  # noqa: BLE001 - a report problem must not stop training
                         log(f"report failed: {type(err).__name__}: {err}")
                 test = record["test_result"]
