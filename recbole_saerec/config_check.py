@@ -50,6 +50,9 @@ RULES = {
     "hidden_act": ("gelu", "relu", "swish", "tanh", "sigmoid"),
     "layer_norm_eps": POSITIVE, "initializer_range": POSITIVE,
     "loss_type": ("CE", "BPR"), "train_neg_sample_args": ANY, "weight_decay": NON_NEGATIVE,
+    # --- PackedBERT4Rec (RecBole's BERT4Rec keys) ---
+    "mask_ratio": "(0, 1)", "ft_ratio": "[0, 1]",
+    "transform": ("mask_itemseq", "inverse_itemseq", "crop_itemseq", "reorder_itemseq", "user_defined", None),
     # --- SAERec intents ---
     "intents_retrieved": POSITIVE_INT,
     "ema_decay": "[0, 1)",           # beta = 1 never updates the public frequencies; > 1 diverges (-1e16 seen)

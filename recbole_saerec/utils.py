@@ -21,6 +21,7 @@ PLUGIN_MODELS = {
     "SAERec": "recbole_saerec.model.saerec",
     "GuidedRec": "recbole_saerec.model.guidedrec",
     "PackedSASRec": "recbole_saerec.model.packed_sasrec",
+    "PackedBERT4Rec": "recbole_saerec.model.packed_bert4rec",
 }
 
 

@@ -74,7 +74,8 @@ def test_every_model_shares_the_training_protocol(tmp_path):
               "mask_history", "MAX_ITEM_LIST_LENGTH")
     resolved = {model: Config(model=model, dataset="amazon-beauty",
                               config_dict={"use_gpu": False, "checkpoint_dir": str(tmp_path)})
-                for model in ("SAERec", "GuidedRec", "PackedSASRec", "SASRec", "GRU4Rec", "BERT4Rec", "NARM")}
+                for model in ("SAERec", "GuidedRec", "PackedSASRec", "PackedBERT4Rec", "SASRec", "GRU4Rec", "BERT4Rec",
+                              "NARM")}
     for model, config in resolved.items():
         assert [config[k] for k in shared] == [resolved["SAERec"][k] for k in shared], model
     assert resolved["NARM"]["weight_decay"] == 0.0001
