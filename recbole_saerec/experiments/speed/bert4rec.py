@@ -4,16 +4,16 @@
 
 Why a separate script: BERT4Rec's batches come from RecBole's masking transform in the training
 loader, so the side-by-side benchmark (cli.py), which feeds SASRec-style batches, cannot time it.
-Here ``--steps`` batches are drawn once (masked once) and both models, starting from the same
-weights, train on them in alternating rounds; the script prints the median step time of each,
-their ratio, and the two losses on the first batch in eval mode (they must agree).
+Here ``--warmup`` + ``--steps`` batches are drawn once (masked once) and both models, starting
+from the same weights, train on them with the side-by-side benchmark's own timing (measure.py:
+untimed warm-up, then alternating rounds); the script prints the median step time of each, their
+ratio, and the two losses on the first batch in eval mode (they must agree).
 """
 import argparse
-import statistics
-import time
 
 import torch
 
+from recbole_saerec.experiments.speed.measure import median, new_records, time_train, warm_up
 from recbole_saerec.quick_start import prepare
 from recbole_saerec.utils import get_model
 
@@ -24,23 +24,11 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="amazon-beauty")
     p.add_argument("--data_path", default=None, help="folder holding <dataset>/ (default: the dataset yaml's)")
-    p.add_argument("--steps", type=int, default=12, help="batches per model per round")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per model per round")
+    p.add_argument("--steps", type=int, default=10, help="timed batches per model per round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed batches per model, once")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
-
-
-def time_steps(model, optimizer, batches, warmup):
-    seconds = []
-    for i, batch in enumerate(batches):
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model.calculate_loss(batch).backward()
-        optimizer.step()
-        if i >= warmup:
-            seconds.append(time.perf_counter() - start)
-    return seconds
 
 
 def main(argv=None):
@@ -53,30 +41,26 @@ def main(argv=None):
     batches = []
     for batch in train:
         batches.append(batch)
-        if len(batches) == args.steps:
+        if len(batches) == args.warmup + args.steps:
             break
     models = {name: get_model(name)(config, train._dataset) for name in MODELS}
     models["PackedBERT4Rec"].load_state_dict(models["BERT4Rec"].state_dict())
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=config["learning_rate"]) for name, m in models.items()}
     index = batches[0][models["BERT4Rec"].MASK_INDEX]
     print(f"[bert4rec] {args.dataset}: {len(batches)} batches of {len(batches[0])}; mask slots per sequence "
           f"{index.shape[1]}, real {float((index > 0).sum(1).float().mean()):.2f} on average", flush=True)
     with torch.no_grad():
         losses = {name: float(m.eval().calculate_loss(batches[0])) for name, m in models.items()}
     print(f"[bert4rec] same weights, first batch, eval mode: loss {losses}", flush=True)
-    steps = {name: [] for name in MODELS}
-    for r in range(args.rounds):
-        order = MODELS if r % 2 == 0 else MODELS[::-1]  # alternate who goes first: shared-VM drift cancels
-        for name in order:
-            steps[name] += time_steps(models[name].train(), optimizers[name], batches, args.warmup)
-            print(f"[bert4rec] round {r + 1} {name}: median {1e3 * statistics.median(steps[name]):.0f} ms/step",
-                  flush=True)
-    medians = {name: statistics.median(s) for name, s in steps.items()}
+    built = {name: {"model": m, "optimizer": torch.optim.Adam(m.parameters(), lr=config["learning_rate"])}
+             for name, m in models.items()}
+    records, cpu = new_records(MODELS), torch.device("cpu")
+    warm_up(built, records, batches[:args.warmup], cpu)
+    time_train(built, records, MODELS, batches[args.warmup:], args.rounds, cpu)
+    medians = {name: median(rec["step_s"]) for name, rec in records.items()}
     per_epoch = len(train)
     for name in MODELS:
         print(f"{name:15s} step {1e3 * medians[name]:7.1f} ms   epoch of {per_epoch} steps ~ "
               f"{medians[name] * per_epoch / 60:5.1f} min   ratio {medians[name] / medians['BERT4Rec']:.2f}")
-
 
 if __name__ == "__main__":
     main()
