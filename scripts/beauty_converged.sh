@@ -14,6 +14,7 @@
 #       # the variant's small lr/dropout search (variants.yaml `search`) on VALID of seed 2020;
 #       # a candidate equal to the table's settings reuses the run already made, so it adds two runs
 #       # per variant, plus the other seeds again if another candidate wins
+#   THREADS=2 SLOT_A="BERT4Rec:2020" SLOT_B= bash scripts/beauty_converged.sh   # one run, two threads
 #   SEARCH=on SLOT_A="SAERec:2021" SLOT_B="SAERec:2022" bash scripts/beauty_converged.sh
 #       # later seeds of a searched variant, one per slot: each call reuses the seed-2020 search
 #       # (--search_seed defaults to --seed_base) and trains its seed with the winner
@@ -28,11 +29,12 @@ WORK=${WORK:-$HOME/saerec-work}
 RAW=${RAW:-../shared/datasets/amazon-beauty/raw}
 SEEDS=${SEEDS:-1}
 SEARCH=${SEARCH:-off}
+THREADS=${THREADS:-1}   # torch threads per run; two runs at once, so 1 on a 2-core machine
 SLOT_A=${SLOT_A-SAERec-paper,SAERec,SAERec-adaptive,SAERec-paper-residual,SAERec-mean}
 SLOT_B=${SLOT_B-SASRec-CE,SASRec+IntentFeat,SAERec-noEMA,SAERec-noFus,SAERec-noPer,SAERec-noPub}
 OUT=${OUT:-docs/results/beauty-converged}
 mkdir -p "$WORK/logs"
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=.venv/bin/python
 [ -f "$WORK/dataset/amazon-beauty/amazon-beauty.inter" ] || \
   $PY -m recbole_saerec.data.prepare_amazon --dataset=amazon-beauty --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
@@ -49,7 +51,7 @@ slot() {  # $1 = the slot's list (empty: nothing); runs it in the foreground
 }
 common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search="$SEARCH"
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
-        --machine="${MACHINE:-$(nproc --all)-core $cpu VM, no GPU, 1 torch thread per run, two runs at once}")
+        --machine="${MACHINE:-$(nproc --all)-core $cpu VM, no GPU, $THREADS torch thread(s) per run, $([ -n "$SLOT_B" ] && echo two runs || echo one run) at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
 slot "$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
 until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
