@@ -1,8 +1,11 @@
 """Config validation before any work (issue 17): unknown keys, types, ranges, choices."""
 import logging
+import os
 import time
 
 import pytest
+import recbole
+import yaml
 
 from conftest import base_config
 from recbole_saerec.config import Config
@@ -79,6 +82,19 @@ def test_every_model_shares_the_training_protocol(tmp_path):
     for model, config in resolved.items():
         assert [config[k] for k in shared] == [resolved["SAERec"][k] for k in shared], model
     assert resolved["NARM"]["weight_decay"] == 0.0001
+
+
+@pytest.mark.parametrize("packed, parent", [("PackedSASRec", "SASRec"), ("PackedBERT4Rec", "BERT4Rec")])
+def test_a_packed_model_resolves_its_recbole_parents_defaults(packed, parent, tmp_path):
+    """properties/model/Packed*.yaml copy RecBole's <parent>.yaml (a plugin model does not get
+    RecBole's model yaml): a copy that drifts would train a different model under the same row."""
+    parent_yaml = os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{parent}.yaml")
+    with open(parent_yaml) as f:
+        keys = list(yaml.safe_load(f))
+    assert keys  # the comparison below must cover something
+    config = {m: Config(model=m, dataset="amazon-beauty", config_dict={"use_gpu": False, "checkpoint_dir": str(tmp_path)})
+              for m in (packed, parent)}
+    assert {k: config[packed][k] for k in keys} == {k: config[parent][k] for k in keys}
 
 
 def test_intent_keep_refused_before_any_work(tiny_root, tmp_path):
