@@ -62,5 +62,6 @@ def main(argv=None):
         print(f"{name:15s} step {1e3 * medians[name]:7.1f} ms   epoch of {per_epoch} steps ~ "
               f"{medians[name] * per_epoch / 60:5.1f} min   ratio {medians[name] / medians['BERT4Rec']:.2f}")
 
+
 if __name__ == "__main__":
     main()
