@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# The converged Beauty table (docs/results/beauty-converged/) on a CPU: two benchmark processes at
-# once, one torch thread each, early stopping on VALID NDCG@10 (patience 10, cap 200), seen items
-# masked (amazon-beauty.yaml), search off by default (lr 1e-3, dropout 0.5, weight decay 1e-4 for
-# every model; SEARCH=on runs the variants' searches, below).
+# A converged table (docs/results/<name>-converged/) for any prepared dataset, on a CPU: two benchmark
+# processes at once, one torch thread each, early stopping on VALID NDCG@10 (patience 10, cap 200),
+# seen items masked (the amazon-* yamls), search off by default (each variant's `config` alone;
+# SEARCH=on runs the variants' searches, below). DATASET picks the dataset (amazon-beauty).
 # Resumable at two levels: finished runs are skipped, and an interrupted run continues from its last
 # finished epoch (resume_state). Rerun the same command after a kill.
 #
-#   WORK=/somewhere/big bash scripts/beauty_converged.sh            # both slots in the background
-#   SLOT_A="SAERec-paper,SAERec" SLOT_B="SASRec-CE" SEEDS=3 bash scripts/beauty_converged.sh
-#   SLOT_A="SAERec:2021 SAERec-paper:2021" SLOT_B="SASRec-CE:2021" bash scripts/beauty_converged.sh
-#   SLOT_A="SAERec-mean:2021" SLOT_B= bash scripts/beauty_converged.sh     # one slot only
-#   SEARCH=on SLOT_A="SASRec-CE:2020,2021,2022" SLOT_B= bash scripts/beauty_converged.sh
+#   WORK=/somewhere/big bash scripts/converged.sh            # both slots in the background
+#   SLOT_A="SAERec-paper,SAERec" SLOT_B="SASRec-CE" SEEDS=3 bash scripts/converged.sh
+#   SLOT_A="SAERec:2021 SAERec-paper:2021" SLOT_B="SASRec-CE:2021" bash scripts/converged.sh
+#   SLOT_A="SAERec-mean:2021" SLOT_B= bash scripts/converged.sh     # one slot only
+#   SEARCH=on SLOT_A="SASRec-CE:2020,2021,2022" SLOT_B= bash scripts/converged.sh
 #       # the variant's small lr/dropout search (variants.yaml `search`) on VALID of seed 2020;
 #       # a candidate equal to the table's settings reuses the run already made, so it adds two runs
 #       # per variant, plus the other seeds again if another candidate wins
-#   THREADS=2 SLOT_A="BERT4Rec:2020" SLOT_B= bash scripts/beauty_converged.sh   # one run, two threads
-#   SEARCH=on SLOT_A="SAERec:2021" SLOT_B="SAERec:2022" bash scripts/beauty_converged.sh
+#   DATASET=amazon-toys SEARCH=on SLOT_A="SAERec:2020" SLOT_B="SASRec-CE:2020" bash scripts/converged.sh
+#       # another dataset: its own folders (docs/results/toys-converged, $WORK/dataset/amazon-toys ...)
+#   THREADS=2 SLOT_A="BERT4Rec:2020" SLOT_B= bash scripts/converged.sh   # one run, two threads
+#   SEARCH=on SLOT_A="SAERec:2021" SLOT_B="SAERec:2022" bash scripts/converged.sh
 #       # later seeds of a searched variant, one per slot: each call reuses the seed-2020 search
 #       # (--search_seed defaults to --seed_base) and trains its seed with the winner
 #
@@ -23,21 +25,26 @@
 # queue of variant:seed entries, run one after the other (one benchmark call each).
 #
 # Needs the prepared data in $WORK/dataset (prepare_amazon --out=$WORK/dataset) or builds it from RAW.
+# The checkpoints and resume states live in $WORK/ckpt/<dataset>; the records in $OUT (commit them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+DATASET=${DATASET:-amazon-beauty}
 WORK=${WORK:-$HOME/saerec-work}
-RAW=${RAW:-../shared/datasets/amazon-beauty/raw}
+RAW=${RAW:-../shared/datasets/$DATASET/raw}
 SEEDS=${SEEDS:-1}
 SEARCH=${SEARCH:-off}
 THREADS=${THREADS:-1}   # torch threads per run; two runs at once, so 1 on a 2-core machine
 SLOT_A=${SLOT_A-SAERec-paper,SAERec,SAERec-adaptive,SAERec-paper-residual,SAERec-mean}
 SLOT_B=${SLOT_B-SASRec-CE,SASRec+IntentFeat,SAERec-noEMA,SAERec-noFus,SAERec-noPer,SAERec-noPub}
-OUT=${OUT:-docs/results/beauty-converged}
-mkdir -p "$WORK/logs"
+OUT=${OUT:-docs/results/${DATASET#amazon-}-converged}
+# Beauty's checkpoints stay where its first runs put them ($WORK/ckpt); other datasets get their own folder
+CKPT=$WORK/ckpt; [ "$DATASET" = amazon-beauty ] || CKPT=$WORK/ckpt/$DATASET
+LOG=$WORK/logs/${DATASET#amazon-}
+mkdir -p "$LOG"
 export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=.venv/bin/python
-[ -f "$WORK/dataset/amazon-beauty/amazon-beauty.inter" ] || \
-  $PY -m recbole_saerec.data.prepare_amazon --dataset=amazon-beauty --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
+[ -f "$WORK/dataset/$DATASET/$DATASET.inter" ] || \
+  $PY -m recbole_saerec.data.prepare_amazon --dataset="$DATASET" --raw_dir="$RAW" --out="$WORK/dataset" --no_progress
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  # the label names this machine's CPU
 slot() {  # $1 = the slot's list (empty: nothing); runs it in the foreground
   [ -n "$1" ] || return 0
@@ -49,13 +56,13 @@ slot() {  # $1 = the slot's list (empty: nothing); runs it in the foreground
     $PY -m recbole_saerec.experiments.benchmark "${common[@]}" --seeds="$SEEDS" --models="$1"
   fi
 }
-common=(--dataset=amazon-beauty --seed_base=2020 --out="$OUT" --work_dir="$WORK/ckpt" --search="$SEARCH"
+common=(--dataset="$DATASET" --seed_base=2020 --out="$OUT" --work_dir="$CKPT" --search="$SEARCH"
         --keep_checkpoints --data_path="$WORK/dataset/" --intent_root="$WORK/saved_intents"
         --machine="${MACHINE:-$(nproc --all)-core $cpu VM, no GPU, $THREADS torch thread(s) per run, $([ -n "$SLOT_B" ] && echo two runs || echo one run) at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
-slot "$SLOT_A" >> "$WORK/logs/A.log" 2>&1 &
-until [ -f "$WORK/saved_intents/amazon-beauty/default/manifest.json" ]; do sleep 10; done
-slot "$SLOT_B" >> "$WORK/logs/B.log" 2>&1 &
+slot "$SLOT_A" >> "$LOG/A.log" 2>&1 &
+until [ -f "$WORK/saved_intents/$DATASET/default/manifest.json" ]; do sleep 10; done
+slot "$SLOT_B" >> "$LOG/B.log" 2>&1 &
 names=$(echo "$SLOT_A $SLOT_B" | tr ' ' '\n' | sed 's/:.*//' | awk 'NF && !seen[$0]++' | paste -sd,)  # "Model:seeds" entries -> model names
-echo "running: logs in $WORK/logs/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --work_dir=$WORK/ckpt --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty --out=$OUT --report_only --models=$names"
+echo "running: logs in $LOG/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=$DATASET --work_dir=$CKPT --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=$DATASET --out=$OUT --report_only --models=$names"
 wait
