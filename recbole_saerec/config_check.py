@@ -31,6 +31,7 @@ NON_NEGATIVE = "[0, inf)"
 POSITIVE = "(0, inf)"
 PROBABILITY = "[0, 1)"       # dropout-like: 1 would drop everything
 SIMILARITY = "[-1, 1]"
+SWITCH = (True, False, "auto")  # a speed switch: on, off, or where the hardware makes it pay (hardware.py)
 
 RULES = {
     # --- overall.yaml: protocol and training ---
@@ -84,7 +85,7 @@ RULES = {
     "intent_corpus": ("auto", "reviews", "items", "both"),
     "intent_review_text_fields": ANY, "intent_item_text_fields": ANY, "intent_corpus_leaky": ANY,
     "intent_encoder": ANY, "intent_encoder_layer": ANY, "intent_pooling": ("mean", "cls"),
-    "intent_normalize": ANY, "intent_max_length": POSITIVE_INT, "intent_encode_bf16": ANY,
+    "intent_normalize": ANY, "intent_max_length": POSITIVE_INT, "intent_encode_bf16": SWITCH,
     "intent_encode_batch_size": POSITIVE_INT, "intent_encode_chunk": POSITIVE_INT,
     "intent_cache_dir": ANY, "intent_num_threads": POSITIVE_INT, "intent_device": ANY,
     "sae_n_latents": POSITIVE_INT, "sae_k": POSITIVE_INT, "sae_tied": ANY, "sae_steps": POSITIVE_INT,
@@ -107,7 +108,7 @@ RULES = {
 
 # "token": a raw dataset id such as a user id; RecBole's command-line parser turns "196" into 196.
 TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "list": (list, tuple),
-         "dict": (dict,), "token": (str, int)}
+         "dict": (dict,), "token": (str, int), "switch": (bool, str)}
 _TYPE_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:(.*?)#\s*\((\w+)\)")
 _KEY_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*:(.*)$")
 

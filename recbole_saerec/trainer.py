@@ -131,7 +131,9 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "use_gpu", "eval_batch_size", "worker", "log_wandb", "wandb_project", "save_dataset",
                "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "single_spec", "local_rank",
                "world_size", "ip", "port", "nproc", "offset", "intent_root", "intent_dir", "intent_cache_dir",
-               "intent_num_threads", "explain_user"}
+               "intent_num_threads", "explain_user",
+               # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999)
+               "intent_encode_bf16"}
 
 
 def changed_settings(saved, current, free=RESUME_FREE):

@@ -12,8 +12,10 @@ Any encoder plugs in through ``intent_encoder`` (a name or a local path):
   mean-pooled" is ``--intent_encoder=<p5 path> --intent_encoder_layer=8``.
 
 ``intent_encode_bf16`` runs the encoder under CPU/GPU bf16 autocast (measured
-~1.7x faster on CPU with the same vectors). It is checked, not trusted: the
-first texts are encoded both ways, and a cosine below 0.999 falls back to fp32.
+~1.7x faster on an AMX CPU with the same vectors; ``auto``, the default, only where
+bf16 is native: on an AVX2-only CPU it is ~5x slower, see ``hardware.py``). It is
+checked, not trusted: the first texts are encoded both ways, and a cosine below
+0.999 falls back to fp32.
 
 Embeddings are cached under ``<cache_dir>/emb-<key>/`` where the key hashes
 (texts, encoder, layer, pooling, normalisation, max length, bf16, batch size,
@@ -37,6 +39,7 @@ import torch
 from filelock import FileLock
 
 from recbole_saerec.artefacts import atomic_path, file_sha256
+from recbole_saerec.hardware import resolve_bf16
 from recbole_saerec.utils import setting
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -176,7 +179,7 @@ def make_encoder(config):
                                                   else "cpu")
     return TextEncoder(name=setting(config, "intent_encoder"), layer=None if layer is None else int(layer),
                        pooling=setting(config, "intent_pooling"), normalize=setting(config, "intent_normalize"),
-                       bf16=setting(config, "intent_encode_bf16"),
+                       bf16=resolve_bf16(setting(config, "intent_encode_bf16"), device),
                        batch_size=setting(config, "intent_encode_batch_size"),
                        max_length=setting(config, "intent_max_length"), device=device)
 
