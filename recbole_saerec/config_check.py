@@ -54,6 +54,11 @@ RULES = {
     # --- PackedBERT4Rec (RecBole's BERT4Rec keys) ---
     "mask_ratio": "(0, 1)", "ft_ratio": "[0, 1]",
     "transform": ("mask_itemseq", "inverse_itemseq", "crop_itemseq", "reorder_itemseq", "user_defined", None),
+    # --- contrastive baselines (CL4SRec, DuoRec, ICLRec, ICSRec) ---
+    "cl_weight": NON_NEGATIVE, "cl_temperature": POSITIVE, "cl_similarity": ("dot", "cos"),
+    "intent_cl_weight": NON_NEGATIVE, "false_negative_mask": (True, False),
+    "aug_crop_ratio": "(0, 1]", "aug_mask_ratio": "[0, 1]", "aug_reorder_ratio": "[0, 1]",
+    "cluster_k": "[2, inf)", "cluster_max_iter": POSITIVE_INT,
     # --- SAERec intents ---
     "intents_retrieved": POSITIVE_INT,
     "ema_decay": "[0, 1)",           # beta = 1 never updates the public frequencies; > 1 diverges (-1e16 seen)

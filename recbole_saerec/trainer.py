@@ -24,6 +24,10 @@ model run through the plugin gets the same three things:
   With the switch on, every item of the evaluated user's input sequence (for test: the
   training items and the valid item) gets -inf before ranking, for every sequential model.
 
+A model that defines ``before_train_epoch(train_data, epoch)`` has it called before each training
+epoch (the per-epoch clustering of ICLRec and ICSRec); it must be a function of the model's
+weights and the epoch only, so that a resumed run repeats it exactly.
+
 Each epoch's valid score, loss, wall time and the model's own diagnostics (``epoch_stats()``,
 e.g. SAERec's fusion weights) are kept in ``trainer.history`` for the run record.
 """
@@ -212,6 +216,16 @@ class CheckpointMixin:
             self.model.load_other_parameter(checkpoint.get("other_parameter"))
             self.logger.info(f"Loading model structure and parameters from {checkpoint_file}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+    # -- per-epoch model hooks (ICLRec / ICSRec cluster their training samples before each epoch)
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        hook = getattr(self.model, "before_train_epoch", None)
+        if hook is not None:
+            start = time.time()
+            hook(train_data, epoch_idx)
+            self.logger.info(f"epoch {epoch_idx} set-up ({type(self.model).__name__}.before_train_epoch): "
+                             f"{time.time() - start:.1f}s")
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
     # -- the seen-item mask
     def _full_sort_batch_eval(self, batched_data):

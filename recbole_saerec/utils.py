@@ -22,6 +22,10 @@ PLUGIN_MODELS = {
     "GuidedRec": "recbole_saerec.model.guidedrec",
     "PackedSASRec": "recbole_saerec.model.packed_sasrec",
     "PackedBERT4Rec": "recbole_saerec.model.packed_bert4rec",
+    "CL4SRec": "recbole_saerec.model.cl4srec",
+    "DuoRec": "recbole_saerec.model.duorec",
+    "ICLRec": "recbole_saerec.model.iclrec",
+    "ICSRec": "recbole_saerec.model.icsrec",
 }
 
 

@@ -51,7 +51,13 @@ class PackedSASRec(SequentialRecommender):
         return out
 
     def forward(self, item_seq, item_seq_len):
-        return encode_last(self.item_embedding.weight, item_seq, item_seq_len, self.position_embedding,
+        return self.encode(item_seq, item_seq_len)
+
+    def encode(self, item_seq, item_seq_len, table=None):
+        """The last real position's state; ``table`` replaces the input item embeddings (the
+        contrastive subclasses append a mask-token row; the text-feature ones add text)."""
+        table = self.item_embedding.weight if table is None else table
+        return encode_last(table, item_seq, item_seq_len, self.position_embedding,
                            self.LayerNorm, self.dropout, self.blocks, self.pack_tokens)[0]
 
     def calculate_loss(self, interaction):
