@@ -334,6 +334,52 @@ def load_artefacts(intent_dir, dataset, item_tokens=None, encoder=None):
 
 
 # ---------------------------------------------------------------------------- GuidedRec's contract
+ITEM_TEXT_FORMAT_VERSION = 1
+ITEM_TEXT_KEYS = ("item_tokens", "vectors", "has_text", "fingerprint")
+
+
+def item_text_file(intent_root, dataset, fingerprint):
+    """Where the item-text vectors of a dataset live (intents/item_text.py)."""
+    return os.path.join(os.path.abspath(intent_root or "saved_intents"), str(dataset), "item_text",
+                        f"item_text-{fingerprint}.pt")
+
+
+def load_item_text(path, dataset, item_tokens):
+    """Load and check an item-text build; (vectors [len(item_tokens), d], has_text [len]) in that order.
+
+    Refuses a missing, unreadable or malformed file, another dataset and a build that lacks any of
+    the caller's items, with the file and the fix named.
+    """
+    def fail(what):
+        raise ValueError(f"item-text vectors {path} for dataset '{dataset}': {what} Fix: delete the file and rerun "
+                         f"(the run rebuilds it from the dataset's text).")
+
+    if not path or not os.path.isfile(path):
+        fail("no such file (item_text_path is not set, or points nowhere).")
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception as exc:  # a torn or foreign file: say which, never a bare unpickling error
+        fail(f"unreadable ({type(exc).__name__}: {exc}).")
+    missing = [k for k in ITEM_TEXT_KEYS if k not in saved]
+    if missing:
+        fail(f"keys {missing} are missing.")
+    if saved.get("format_version") != ITEM_TEXT_FORMAT_VERSION:
+        fail(f"format version {saved.get('format_version')} != {ITEM_TEXT_FORMAT_VERSION}.")
+    if saved.get("dataset", dataset) != dataset:
+        fail(f"built for dataset '{saved.get('dataset')}'.")
+    vectors, has_text = saved["vectors"], saved["has_text"]
+    if vectors.dim() != 2 or vectors.shape[0] != len(saved["item_tokens"]) or has_text.shape != vectors.shape[:1] \
+            or not torch.isfinite(vectors).all():
+        fail("vectors / has_text / item_tokens disagree in size, or hold NaN/inf.")
+    row_of = {str(t): r for r, t in enumerate(saved["item_tokens"])}
+    absent = [t for t in item_tokens if str(t) not in row_of]
+    if absent:
+        fail(f"{len(absent)} of the dataset's {len(item_tokens)} items are not in the build (e.g. {absent[:3]}): "
+             f"built for another item set.")
+    rows = torch.tensor([row_of[str(t)] for t in item_tokens], dtype=torch.long)
+    return vectors[rows], has_text[rows]
+
+
 GUIDED_FORMAT_VERSION = 1
 GUIDED_KEYS = ("names", "vectors", "index", "texts", "item_tokens", "fingerprint")
 

@@ -59,6 +59,8 @@ RULES = {
     "intent_cl_weight": NON_NEGATIVE, "false_negative_mask": (True, False),
     "aug_crop_ratio": "(0, 1]", "aug_mask_ratio": "[0, 1]", "aug_reorder_ratio": "[0, 1]",
     "cluster_k": "[2, inf)", "cluster_max_iter": POSITIVE_INT,
+    # --- text controls (SASRecTextFeat, LLMInit) ---
+    "item_text_path": ANY, "llminit_selection": ("var", "uniform", "random"),
     # --- SAERec intents ---
     "intents_retrieved": POSITIVE_INT,
     "ema_decay": "[0, 1)",           # beta = 1 never updates the public frequencies; > 1 diverges (-1e16 seen)

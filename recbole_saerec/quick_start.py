@@ -111,8 +111,24 @@ def ensure_guided(config, dataset):
     config.external_config_dict["guided_path"] = path  # a setting of this run: the checkpoint keeps it
 
 
+def ensure_item_text(config, dataset):
+    """Models that read dense item-text vectors get them built offline (or found) first; sets item_text_path.
+
+    As :func:`ensure_guided`: before the model's seed is set, recorded with the run's settings.
+    """
+    if not getattr(get_model(config["model"]), "needs_item_text", False) or config["item_text_path"]:
+        return
+    from recbole_saerec.intents.item_text import build_item_text
+
+    with quiet_recbole_pandas():
+        path = os.path.abspath(build_item_text(config, list(dataset.field2id_token[dataset.iid_field][1:]))["path"])
+    config["item_text_path"] = path
+    config.external_config_dict["item_text_path"] = path
+
+
 def build_model(config, train_data):
     ensure_guided(config, train_data._dataset)
+    ensure_item_text(config, train_data._dataset)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     return get_model(config["model"])(config, train_data._dataset).to(config["device"])
 

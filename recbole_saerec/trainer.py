@@ -137,7 +137,9 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "world_size", "ip", "port", "nproc", "offset", "intent_root", "intent_dir", "intent_cache_dir",
                "intent_num_threads", "explain_user",
                # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999)
-               "intent_encode_bf16"}
+               "intent_encode_bf16",
+               # the item-text build a run read: its file name is its fingerprint (of settings compared here)
+               "item_text_path"}
 
 
 def changed_settings(saved, current, free=RESUME_FREE):

@@ -26,6 +26,8 @@ PLUGIN_MODELS = {
     "DuoRec": "recbole_saerec.model.duorec",
     "ICLRec": "recbole_saerec.model.iclrec",
     "ICSRec": "recbole_saerec.model.icsrec",
+    "SASRecTextFeat": "recbole_saerec.model.textfeat",
+    "LLMInit": "recbole_saerec.model.llminit",
 }
 
 
