@@ -61,7 +61,19 @@ common=(--dataset="$DATASET" --seed_base=2020 --out="$OUT" --work_dir="$CKPT" --
         --machine="${MACHINE:-$(nproc --all)-core $cpu VM, no GPU, $THREADS torch thread(s) per run, $([ -n "$SLOT_B" ] && echo two runs || echo one run) at once}")
 # slot A first: it builds the shared intent artefacts; slot B starts once they exist (no two builds at once)
 slot "$SLOT_A" >> "$LOG/A.log" 2>&1 &
-until [ -f "$WORK/saved_intents/$DATASET/default/manifest.json" ]; do sleep 10; done
+needs_intents() {  # does any variant of the slot read intent artefacts? (then slot A builds them first)
+  $PY - "$1" <<'EOF_PY'
+import sys
+from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
+from recbole_saerec.utils import get_model
+names = {e.split(":")[0] for part in sys.argv[1].split() for e in part.split(",") if e}
+registry = load_registry()
+sys.exit(0 if any(getattr(get_model(resolve_variant(n, registry)["model"]), "needs_intents", False) for n in names) else 1)
+EOF_PY
+}
+if [ -n "$SLOT_A" ] && needs_intents "$SLOT_A"; then
+  until [ -f "$WORK/saved_intents/$DATASET/default/manifest.json" ]; do sleep 10; done
+fi
 slot "$SLOT_B" >> "$LOG/B.log" 2>&1 &
 names=$(echo "$SLOT_A $SLOT_B" | tr ' ' '\n' | sed 's/:.*//' | awk 'NF && !seen[$0]++' | paste -sd,)  # "Model:seeds" entries -> model names
 echo "running: logs in $LOG/{A,B}.log; progress: $PY -m recbole_saerec.experiments.benchmark --dataset=$DATASET --work_dir=$CKPT --progress; table: $PY -m recbole_saerec.experiments.benchmark --dataset=$DATASET --out=$OUT --report_only --models=$names"
