@@ -136,8 +136,9 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "single_spec", "local_rank",
                "world_size", "ip", "port", "nproc", "offset", "intent_root", "intent_dir", "intent_cache_dir",
                "intent_num_threads", "explain_user",
-               # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999)
-               "intent_encode_bf16",
+               # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999;
+               # the packed paths and the fused CE: the same outputs and gradients, tests/test_speed_equivalence.py)
+               "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce",
                # the item-text build a run read: its file name is its fingerprint (of settings compared here)
                "item_text_path"}
 

@@ -219,3 +219,62 @@ def test_compile_flag_routes_the_forward_through_torch_compile_with_the_same_sco
         got = compiled.full_sort_predict(batch)
     assert calls and calls[0].get("dynamic") is True
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_grouped_attention_equals_padded_at_real_positions():
+    torch.manual_seed(0)
+    stack = BlockStack(2, 2, 16, 32, 0.0, 0.0, 1e-12).eval()
+    lengths = torch.tensor([4, 1, 7, 2, 5, 13, 9, 3])  # groups of rounded width 1, 2, 3, 4, 5, 7, 10, 13
+    x = torch.randn(8, 13, 16)
+    grouped = Packer(lengths, 13, group_attention=True)
+    assert len(grouped.groups) > 3 and grouped.group_targets.numel() == int(lengths.sum())
+    with torch.no_grad():
+        padded = stack(x, causal=True)
+        out = stack(grouped.pack(x), causal=True, packer=grouped)
+    real = grouped.index[: int(lengths.sum())]
+    assert torch.allclose(padded.reshape(-1, 16)[real], out[: int(lengths.sum())], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["PackedSASRec", "SAERec", "ICSRec"])
+def test_grouped_attention_gives_the_models_scores(tiny_root, name):
+    def scores(group):
+        config = Config(model=name, dataset="tiny", config_dict=base_config(tiny_root, pack_attention=group,
+                                                                            cluster_k=4))
+        train, _, test = data_preparation(config, create_dataset(config))
+        seed_all(0)
+        model = get_model(name)(config, train._dataset).eval()
+        with torch.no_grad():
+            return torch.cat([model.full_sort_predict(b) for b in all_batches(test)])
+    assert torch.allclose(scores(True), scores(False), atol=1e-5)
+
+
+def test_fused_cross_entropy_gives_the_same_loss_and_gradients():
+    from recbole_saerec.model.layers import linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 50, (37,), generator=g)  # 37 rows: chunks of 16 leave a short last one
+    results = []
+    for fused in (False, True):
+        user = (torch.randn(37, 8, generator=torch.Generator().manual_seed(1)) * 2).requires_grad_()
+        table = torch.randn(50, 8, generator=torch.Generator().manual_seed(2)).requires_grad_()
+        loss = linear_cross_entropy(user, table, target, fused=fused, chunk=16)
+        (3.0 * loss).backward()  # a scale on the way back reaches both gradients
+        results.append((loss.detach(), user.grad, table.grad))
+    (l0, u0, t0), (l1, u1, t1) = results
+    assert torch.allclose(l0, l1, atol=1e-6) and torch.allclose(u0, u1, atol=1e-6) and torch.allclose(t0, t1, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["PackedSASRec", "SAERec"])
+def test_fused_cross_entropy_trains_the_model_identically(tiny_root, name):
+    def one_step(fused):
+        config = Config(model=name, dataset="tiny", config_dict=base_config(tiny_root, fused_ce=fused))
+        train, _, _ = data_preparation(config, create_dataset(config))
+        seed_all(0)
+        model = get_model(name)(config, train._dataset).eval()  # eval: no dropout, one deterministic step
+        batch = first_batch(train)
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        return loss.detach(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    (l0, g0), (l1, g1) = one_step(False), one_step(True)
+    assert torch.allclose(l0, l1, atol=1e-6) and set(g0) == set(g1)
+    assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recbole_saerec.model.layers import linear_cross_entropy
 from recbole_saerec.model.packed_sasrec import PackedSASRec
 
 CROP, MASK, REORDER = 0, 1, 2
@@ -270,7 +271,7 @@ class ContrastiveSASRec(PackedSASRec):
         return states.split([seq.shape[0] for seq, _ in batches])
 
     def rec_loss(self, user, interaction):
-        return self.loss_fct(user @ self.item_embedding.weight.T, interaction[self.POS_ITEM_ID])
+        return linear_cross_entropy(user, self.item_embedding.weight, interaction[self.POS_ITEM_ID], self.fused_ce)
 
     def contrast(self, z1, z2, labels=None):
         return info_nce(z1, z2, self.cl_temperature, self.cl_similarity, labels)

@@ -33,7 +33,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_guided
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, pca_reduce
+from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, linear_cross_entropy, pca_reduce
 
 
 class GuidedRec(SequentialRecommender):
@@ -56,6 +56,8 @@ class GuidedRec(SequentialRecommender):
         self.base_checkpoint = config["base_checkpoint"]
         self.base_reduction = config["base_reduction"]
         self.pack_tokens = config["pack_tokens"]
+        self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
+        self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
         if config["loss_type"] != "CE":
             raise ValueError("GuidedRec trains with softmax cross-entropy over all items: set loss_type: CE.")
         if self.projection not in ("linear", "none") or self.base_reduction not in ("pca", "linear"):
@@ -117,7 +119,6 @@ class GuidedRec(SequentialRecommender):
         self.dropout = nn.Dropout(self.hidden_dropout_prob)
         self.blocks = BlockStack(self.n_layers, self.n_heads, d, self.inner_size, self.hidden_dropout_prob,
                                  self.attn_dropout_prob, self.layer_norm_eps)
-        self.loss_fct = nn.CrossEntropyLoss()
 
         # --- initialise parameters -----------------------------------------------
         self.apply(self._init_weights)
@@ -164,7 +165,7 @@ class GuidedRec(SequentialRecommender):
     def user_and_table(self, item_seq, item_seq_len):
         table = self.item_table()
         user = encode_last(table, item_seq, item_seq_len, self.position_embedding, self.LayerNorm, self.dropout,
-                           self.blocks, self.pack_tokens)[0]
+                           self.blocks, self.pack_tokens, self.pack_attention)[0]
         return user, table
 
     def contributions(self, user, table, items):
@@ -179,7 +180,7 @@ class GuidedRec(SequentialRecommender):
 
     def calculate_loss(self, interaction):
         user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return self.loss_fct(user @ table.T, interaction[self.POS_ITEM_ID])
+        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce)
 
     def predict(self, interaction):
         user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

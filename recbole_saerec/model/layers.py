@@ -20,6 +20,12 @@ written for speed on CPU and GPU:
   to 50 positions per sample) this removes most of a step's element-wise work.
   The token count is rounded up to a few sizes per power of two (``bucketed_count``):
   a new shape every batch made oneDNN's per-shape cache grow resident memory.
+* Attention by length groups (``Packer(..., group_attention=True)``): the attention itself
+  runs per group of sequences of similar length ([b_g, W_g] with W_g the group's rounded
+  longest length) instead of on the padded [B, L] layout. Real queries see the same keys
+  (causal mask, right padding), so the outputs are the same; on Beauty a batch's longest
+  sequence is ~always 50 while most are < 10, so the [B, heads, L, L] scores, their softmax
+  and their dropout mask (the slowest part of a CPU step) shrink several times.
 """
 import torch
 import torch.nn.functional as F
@@ -74,22 +80,26 @@ class Attention(nn.Module):
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         return F.linear(x, weight, bias)  # [..., 3d]
 
-    def forward(self, x, memory=None, causal=False, packer=None):
-        """x: [B, L, d] (or packed [N, d] with `packer`, self-attention only); memory: [B, M, d]."""
-        if memory is None:
-            qkv = self._qkv(x)
-            if packer is not None:  # one scatter of the packed q|k|v into the padded layout
-                qkv = packer.unpack(qkv)
-            q, k, v = qkv.chunk(3, dim=-1)
-        else:
-            q, k, v = self.query(x), self.key(memory), self.value(memory)
+    def _attend(self, q, k, v, causal):
         ctx = F.scaled_dot_product_attention(
             self._heads(q), self._heads(k), self._heads(v),
             dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal,
         )
-        ctx = ctx.transpose(1, 2).reshape(q.shape)
-        if packer is not None:
-            ctx = packer.pack(ctx)
+        return ctx.transpose(1, 2).reshape(q.shape)
+
+    def forward(self, x, memory=None, causal=False, packer=None):
+        """x: [B, L, d] (or packed [N, d] with `packer`, self-attention only); memory: [B, M, d]."""
+        if memory is not None:
+            ctx = self._attend(self.query(x), self.key(memory), self.value(memory), causal)
+        elif packer is not None and packer.groups is not None:  # per length group, on real tokens only
+            qkv = F.pad(self._qkv(x), (0, 0, 0, 1))  # a zero row at the end for the groups' padding slots
+            pieces = [self._attend(*qkv[index].chunk(3, dim=-1), causal)[valid] for index, valid in packer.groups]
+            ctx = x.new_zeros(x.shape).index_copy(0, packer.group_targets, torch.cat(pieces))
+        elif packer is not None:  # one scatter of the packed q|k|v into the padded layout, and back
+            q, k, v = packer.unpack(self._qkv(x)).chunk(3, dim=-1)
+            ctx = packer.pack(self._attend(q, k, v, causal))
+        else:
+            ctx = self._attend(*self._qkv(x).chunk(3, dim=-1), causal)
         return self.LayerNorm(x + self.out_dropout(self.dense(ctx)))
 
 
@@ -142,7 +152,7 @@ class Packer:
     point is a bounded set of shapes (see ``bucketed_count``).
     """
 
-    def __init__(self, lengths, max_len, bucket=True):
+    def __init__(self, lengths, max_len, bucket=True, group_attention=False):
         lengths = lengths.clamp(1, max_len)
         self.batch, self.max_len = lengths.shape[0], max_len
         mask = (torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).reshape(-1)
@@ -153,6 +163,28 @@ class Packer:
             self.index = torch.cat([self.index, (~mask).nonzero().squeeze(1)[:extra]])
         self.positions = self.index % max_len
         self.last = lengths.cumsum(0) - 1
+        self.groups = self.group_targets = None
+        if group_attention:
+            self._group_by_length(lengths, max_len, n_packed=self.index.numel())
+
+    def _group_by_length(self, lengths, max_len, n_packed):
+        """``groups``: per group of rows with the same rounded length W, ``(index [b, W], valid [b, W])``:
+        the packed rows of their tokens (``n_packed`` = a zero row for the slots past a sequence's end)
+        and which slots are real; ``group_targets`` [N]: the packed rows of the real slots, in the
+        order the groups list them. Real tokens are packed row by row, so a sequence's tokens are
+        the contiguous packed rows from ``cumsum(lengths) - lengths`` on."""
+        start = lengths.cumsum(0) - lengths
+        width = torch.tensor([min(bucketed_count(int(n), 4), max_len) for n in range(max_len + 1)],
+                             device=lengths.device)[lengths]
+        slots = torch.arange(max_len, device=lengths.device)
+        self.groups, targets = [], []
+        for w in torch.unique(width).tolist():
+            rows = (width == w).nonzero().squeeze(1)
+            valid = slots[:w].unsqueeze(0) < lengths[rows].unsqueeze(1)
+            index = (start[rows].unsqueeze(1) + slots[:w]).masked_fill(~valid, n_packed)
+            self.groups.append((index, valid))
+            targets.append(index[valid])
+        self.group_targets = torch.cat(targets)
 
     def pack(self, x):
         return x.reshape(-1, x.shape[-1]).index_select(0, self.index)
@@ -172,17 +204,18 @@ def trim_to_longest(item_seq, item_seq_len):
     return item_seq[:, : max(longest, 1)]
 
 
-def encode_last(table, item_seq, item_seq_len, position_embedding, norm, dropout, stack, pack):
+def encode_last(table, item_seq, item_seq_len, position_embedding, norm, dropout, stack, pack, group_attention=False):
     """SASRec's sequence encoder, read at each sequence's last real position.
 
     x = dropout(LayerNorm(table[items] + positions)); h = causal block stack over x.
     Returns (h_last [B, d], x_last [B, d], last_item [B]). With ``pack`` the position-wise work
-    runs on the real tokens only (Packer); without it, on the padded [B, L, d] layout. Both give
-    the same values (tests/test_speed_equivalence.py). Shared by SASRecP, SAERec and GuidedRec.
+    runs on the real tokens only (Packer), and with ``group_attention`` the attention too (per length
+    group); without it, on the padded [B, L, d] layout. All give the same values
+    (tests/test_speed_equivalence.py). Shared by PackedSASRec (and its subclasses), SAERec and GuidedRec.
     """
     item_seq = trim_to_longest(item_seq, item_seq_len)
     if pack:
-        packer = Packer(item_seq_len, item_seq.shape[1])
+        packer = Packer(item_seq_len, item_seq.shape[1], group_attention=group_attention)
         items = item_seq.reshape(-1).index_select(0, packer.index)  # [N]
         x = dropout(norm(table[items] + position_embedding(packer.positions)))
         h = stack(x, causal=True, packer=packer)
@@ -211,3 +244,49 @@ def pca_reduce(x, n_components=None, variance=None):
     else:
         k = min(int(n_components), ratio.numel())
     return ((x - mean) @ vt[:k].T).float(), ratio[:k].float(), vt[:k].float(), mean.float()
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """mean_b CE(user_b . table^T, target_b), its gradients computed in the forward pass, in row chunks."""
+
+    @staticmethod
+    def forward(ctx, user, table, target, chunk):
+        batch = user.shape[0]
+        loss = user.new_zeros(())
+        grad_user = torch.empty_like(user)
+        grad_table = torch.zeros_like(table)
+        for start in range(0, batch, chunk):
+            u, t = user[start:start + chunk], target[start:start + chunk]
+            probs = u @ table.T  # [c, n_items], turned into softmax probabilities in place
+            peak = probs.max(1, keepdim=True).values
+            probs.sub_(peak).exp_()
+            norm = probs.sum(1, keepdim=True)
+            loss += (norm.log() + peak).sum() - (u * table[t]).sum()
+            probs.div_(norm)
+            probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0  # d CE / d logits = softmax - one-hot
+            grad_user[start:start + chunk] = probs @ table
+            grad_table.addmm_(probs.T, u)
+        ctx.save_for_backward(grad_user, grad_table)
+        ctx.batch = batch
+        return loss / batch
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_user, grad_table = ctx.saved_tensors
+        scale = grad_output / ctx.batch
+        return grad_user * scale, grad_table * scale, None, None
+
+
+def linear_cross_entropy(user, table, target, fused=True, chunk=64):
+    """Softmax cross-entropy of the scores ``user @ table.T`` [B, n_items] against ``target``, averaged.
+
+    ``fused=False``: ``F.cross_entropy(user @ table.T, target)``. ``fused=True``: the same loss and
+    gradients (tests/test_speed_equivalence.py) without the [B, n_items] logits ever being stored
+    for backward: per chunk of ``chunk`` rows the softmax and the two gradient matmuls are done in
+    the forward pass, while the chunk's scores are still in cache. On a CPU the log-softmax and its
+    backward over Beauty's 12,101 items were a quarter of a training step. Only for a loss that is
+    differentiated once (training); the gradient w.r.t. ``target`` is not defined.
+    """
+    if not fused:
+        return F.cross_entropy(user @ table.T, target)
+    return _LinearCrossEntropy.apply(user, table, target, chunk)

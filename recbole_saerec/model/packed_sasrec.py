@@ -14,7 +14,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from torch import nn
 
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights
+from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, linear_cross_entropy
 
 
 class PackedSASRec(SequentialRecommender):
@@ -26,6 +26,8 @@ class PackedSASRec(SequentialRecommender):
         self.loss_type = config["loss_type"]
         self.initializer_range = config["initializer_range"]
         self.pack_tokens = config["pack_tokens"]
+        self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
+        self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
         if self.loss_type not in ("CE", "BPR"):
             raise ValueError(f"PackedSASRec: loss_type='{self.loss_type}' is not one of ('CE', 'BPR').")
 
@@ -36,7 +38,7 @@ class PackedSASRec(SequentialRecommender):
         self.dropout = nn.Dropout(config["hidden_dropout_prob"])
         self.blocks = BlockStack(config["n_layers"], config["n_heads"], d, config["inner_size"],
                                  config["hidden_dropout_prob"], config["attn_dropout_prob"], config["layer_norm_eps"])
-        self.loss_fct = nn.CrossEntropyLoss() if self.loss_type == "CE" else BPRLoss()
+        self.loss_fct = BPRLoss() if self.loss_type == "BPR" else None  # CE: layers.linear_cross_entropy
 
         # --- initialise parameters -------------------------------------------
         self.apply(lambda module: init_weights(module, self.initializer_range))
@@ -58,13 +60,13 @@ class PackedSASRec(SequentialRecommender):
         contrastive subclasses append a mask-token row; the text-feature ones add text)."""
         table = self.item_embedding.weight if table is None else table
         return encode_last(table, item_seq, item_seq_len, self.position_embedding,
-                           self.LayerNorm, self.dropout, self.blocks, self.pack_tokens)[0]
+                           self.LayerNorm, self.dropout, self.blocks, self.pack_tokens, self.pack_attention)[0]
 
     def calculate_loss(self, interaction):
         user = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         pos = interaction[self.POS_ITEM_ID]
         if self.loss_type == "CE":
-            return self.loss_fct(user @ self.item_embedding.weight.T, pos)
+            return linear_cross_entropy(user, self.item_embedding.weight, pos, self.fused_ce)
         neg = interaction[self.NEG_ITEM_ID]
         pos_score = (user * self.item_embedding(pos)).sum(-1)
         neg_score = (user * self.item_embedding(neg)).sum(-1)

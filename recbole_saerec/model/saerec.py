@@ -41,7 +41,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights
+from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, linear_cross_entropy
 
 FUSIONS = ("adaptive", "sum", "mean", "residual")
 
@@ -72,6 +72,8 @@ class SAERec(SequentialRecommender):
         self.item_intent_feature = config["item_intent_feature"]
         self.autocast_bf16 = config["autocast_bf16"]
         self.pack_tokens = config["pack_tokens"] if "pack_tokens" in config else False
+        self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
+        self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
         self.compile = config["compile"] if "compile" in config else False
         if config["loss_type"] != "CE":
             raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
@@ -122,7 +124,6 @@ class SAERec(SequentialRecommender):
             ["public"] if self.use_public else [])
         self.n_branches = len(self.branch_names)
         self.fusion_gate = nn.Linear(self.n_branches * d, self.n_branches) if self.fusion == "adaptive" else None
-        self.loss_fct = nn.CrossEntropyLoss()
 
         # --- initialise parameters -----------------------------------------------
         self.apply(self._init_weights)
@@ -176,7 +177,8 @@ class SAERec(SequentialRecommender):
             intents = self.projected_intents()
             table = self.item_table(intents)
         h_base, x_last, last_item = encode_last(table, item_seq, item_seq_len, self.position_embedding,
-                                                self.LayerNorm, self.dropout, self.self_branch, self.pack_tokens)
+                                                self.LayerNorm, self.dropout, self.self_branch, self.pack_tokens,
+                                                self.pack_attention)
         query_in = (h_base if self.intent_query_source == "sequence" else x_last).unsqueeze(1)
 
         retrieval_query = h_base if self.intent_query == "sequence" else table[last_item]
@@ -243,8 +245,7 @@ class SAERec(SequentialRecommender):
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         user, details = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN], return_details=True)
-        logits = user @ details["item_table"].T
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])
+        return linear_cross_entropy(user, details["item_table"], interaction[self.POS_ITEM_ID], self.fused_ce)
 
     def predict(self, interaction):
         user, details = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], return_details=True)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from recbole_saerec.artefacts import load_item_text
-from recbole_saerec.model.layers import init_weights
+from recbole_saerec.model.layers import init_weights, linear_cross_entropy
 from recbole_saerec.model.packed_sasrec import PackedSASRec
 
 
@@ -39,7 +39,7 @@ class SASRecTextFeat(PackedSASRec):
     def calculate_loss(self, interaction):
         table = self.item_table()
         user = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], table=table)
-        return self.loss_fct(user @ table.T, interaction[self.POS_ITEM_ID])
+        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce)
 
     def predict(self, interaction):
         table = self.item_table()
