@@ -69,10 +69,11 @@ import time
 import torch
 
 from recbole_saerec.artefacts import atomic_path
-from recbole_saerec.experiments.speed.measure import profile_eval, profile_steps, time_eval, time_full_epoch, time_train, warm_up, new_records
+from recbole_saerec.experiments.speed.measure import (new_records, profile_eval, profile_steps, time_epoch_setup, time_eval,
+                                                     time_full_epoch, time_train, warm_up)
 from recbole_saerec.experiments.speed.plan import (build_configs, build_models, draw_batches, load_data, model_plan, set_anomaly_detection,
                       shared_config)
-from recbole_saerec.experiments.speed.report import add_ratios_vs_sasrec, json_report, print_table, result_row, write_csv
+from recbole_saerec.experiments.speed.report import add_ratios, json_report, print_table, result_row, write_csv
 
 MODELS = ("SASRec", "SAERec")
 
@@ -94,6 +95,7 @@ def parse_args(argv=None):
     p.add_argument("--heads", type=int, default=2)
     p.add_argument("--max_len", type=int, default=50)
     p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--reference", default=None, help="the model every ratio is against (default: the first of --models)")
     p.add_argument("--intent_dir", default=None, help="real intent artefacts for SAERec (default: synthetic)")
     p.add_argument("--intents", action="store_true", help="build the intents (timed per stage) and use them")
     p.add_argument("--synthetic_m", type=int, default=1200)
@@ -104,7 +106,9 @@ def parse_args(argv=None):
     p.add_argument("--saerec_config", default="{}", help="extra SAERec config as JSON")
     p.add_argument("--config", default="{}", help="extra config for every model as JSON")
     p.add_argument("--variants", default="{}",
-                   help='extra SAERec variants as JSON {"name": {config overrides}}, e.g. {"SAERec-padded": {"pack_tokens": false}}')
+                   help='extra variants as JSON {"name": {config overrides}}, SAERec\'s unless they name a "model", '
+                        'e.g. {"SAERec-padded": {"pack_tokens": false}, "SASRec-plain": {"model": "PackedSASRec", '
+                        '"pack_attention": false}}')
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation timing")
     p.add_argument("--full_epoch", action="store_true", help="also time one real epoch per model")
     p.add_argument("--profile", action="store_true", help="write torch.profiler tables per model")
@@ -135,6 +139,7 @@ def main(argv=None):
     anomaly_on_import = set_anomaly_detection(args)
     records = new_records(models)
 
+    time_epoch_setup(built, records, data["train"])
     warm_up(built, records, batches[: args.warmup], device)
     if args.profile:
         for name in models:
@@ -149,7 +154,7 @@ def main(argv=None):
 
     rows = [result_row(args, name, records[name], configs[name], model_class[name], built[name]["params"], data,
                        intent_source, loader_s_per_step) for name in models]
-    add_ratios_vs_sasrec(rows, records, model_class, args.steps, args.rounds)
+    add_ratios(rows, records, args.reference or models[0], args.steps, args.rounds)
     print_table(args, rows, data, intent_source, intent_info)
     write_csv(os.path.join(args.out, "speed.csv"), args, rows, device, intent_info)
     report.update(json_report(args, models, configs, records, rows, data, (loader_s_per_step, mean_len, batch_max),

@@ -113,6 +113,17 @@ def new_records(models):
             for name in models}
 
 
+def time_epoch_setup(built, records, train_data):
+    """A model's once-per-epoch work before training (``before_train_epoch``: ICLRec / ICSRec cluster
+    their training samples), run once and timed; then its steps include the terms that need it."""
+    for name, b in built.items():
+        hook = getattr(b["model"], "before_train_epoch", None)
+        if hook is not None:
+            t0 = time.perf_counter()
+            hook(train_data, 0)
+            records[name]["setup_s"] = time.perf_counter() - t0
+
+
 def warm_up(built, records, batches, device):
     """Untimed steps per model (include compilation when asked); their wall time goes to the JSON."""
     for name, b in built.items():

@@ -28,13 +28,16 @@ def shared_config(args):
 
 
 def model_plan(args):
-    """(names in run order, name -> model class, SAERec variants {name: overrides})."""
+    """(names in run order, name -> model class, variants {name: overrides}).
+
+    A variant's overrides may name its model (``"model": "PackedSASRec"``); without one it is SAERec's.
+    """
     models = [m for m in args.models.split(",") if m]
     variants = json.loads(args.variants)
     model_class = {name: name for name in models}
-    for name in variants:
+    for name, overrides in variants.items():
         models.append(name)
-        model_class[name] = "SAERec"
+        model_class[name] = overrides.get("model", "SAERec")
     return models, model_class, variants
 
 
@@ -52,19 +55,28 @@ def build_configs(args, models, variants, base):
     from recbole_saerec.config import Config
 
     configs, intent_source, intent_info = {}, None, {}
-    if "SAERec" in models or variants:
+    saerec_cfg = None
+    if "SAERec" in models or any(model_class == "SAERec" for model_class in _variant_models(variants)):
         intent_dir, intent_source, intent_info = prepare_intents(args, base)
         saerec_cfg = dict(base, intent_dir=os.path.abspath(intent_dir), intent_autobuild=False,
                           **saerec_overrides(args))
         if intent_source == "synthetic":
             saerec_cfg["intent_check_encoder"] = False
-        configs["SAERec"] = Config(model="SAERec", dataset=args.dataset, config_dict=saerec_cfg)
-        for name, overrides in variants.items():
-            configs[name] = Config(model="SAERec", dataset=args.dataset, config_dict=dict(saerec_cfg, **overrides))
+        if "SAERec" in models:
+            configs["SAERec"] = Config(model="SAERec", dataset=args.dataset, config_dict=saerec_cfg)
+    for name, overrides in variants.items():
+        model = overrides.get("model", "SAERec")
+        own = {k: v for k, v in overrides.items() if k != "model"}
+        configs[name] = Config(model=model, dataset=args.dataset,
+                               config_dict=dict(saerec_cfg if model == "SAERec" else base, **own))
     for name in models:
         if name not in configs:
             configs[name] = Config(model=name, dataset=args.dataset, config_dict=dict(base))
     return configs, intent_source, intent_info
+
+
+def _variant_models(variants):
+    return [overrides.get("model", "SAERec") for overrides in variants.values()]
 
 
 def load_data(args, config):
@@ -109,9 +121,12 @@ def build_models(args, models, model_class, configs, train_data, device):
 
     from recbole_saerec.utils import get_model, get_trainer
 
+    from recbole_saerec.quick_start import ensure_item_text
+
     built = {}
     for name in models:
         config = configs[name]
+        ensure_item_text(config, train_data._dataset)  # the text controls' offline vectors, before the seed
         init_seed(args.seed, False)
         model = get_model(model_class[name])(config, train_data._dataset).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])

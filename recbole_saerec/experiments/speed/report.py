@@ -11,10 +11,11 @@ from recbole_saerec.experiments.speed.measure import median
 
 CONFIG_KEYS = ["hidden_size", "inner_size", "n_layers", "n_heads", "MAX_ITEM_LIST_LENGTH", "train_batch_size",
                "eval_batch_size", "hidden_dropout_prob", "attn_dropout_prob", "loss_type", "autocast_bf16", "compile",
+               "pack_tokens", "pack_attention", "fused_ce",
                "intents_retrieved", "intent_layers"]
-TABLE_COLUMNS = ["model", "intents", "step_ms_median", "step_ratio_vs_sasrec", "step_cpu_ms_median",
-                 "step_cpu_ratio_vs_sasrec", "epoch_cpu_s_extrapolated", "epoch_s_extrapolated", "full_epoch_s",
-                 "eval_s_median", "eval_ratio_vs_sasrec", "train_peak_mb", "eval_peak_mb"]
+TABLE_COLUMNS = ["model", "intents", "step_ms_median", "step_ratio_vs_ref", "step_cpu_ms_median",
+                 "step_cpu_ratio_vs_ref", "epoch_setup_s", "epoch_cpu_s_extrapolated", "epoch_s_extrapolated",
+                 "full_epoch_s", "eval_s_median", "eval_ratio_vs_ref", "train_peak_mb", "eval_peak_mb"]
 
 
 def _flag(config, key):
@@ -28,6 +29,7 @@ def _rounded(xs, fn, digits):
 def result_row(args, name, rec, config, model_class, params, data, intent_source, loader_s_per_step):
     """One table row: medians over every timed step / evaluation of this model, plus memory."""
     step, steps_per_epoch = median(rec["step_s"]), data["steps_per_epoch"]
+    setup = rec.get("setup_s", 0.0)  # once per epoch (the clustering of ICLRec / ICSRec)
     return {
         "dataset": args.dataset, "model": name, "device": str(data["device"]),
         "intents": (intent_source if model_class == "SAERec" else "-"),
@@ -37,8 +39,9 @@ def result_row(args, name, rec, config, model_class, params, data, intent_source
         "step_ms_min": round(min(rec["step_s"]) * 1e3, 1),
         "step_ms_max": round(max(rec["step_s"]) * 1e3, 1),
         "steps_timed": len(rec["step_s"]), "steps_per_epoch": steps_per_epoch,
-        "epoch_s_extrapolated": round((step + loader_s_per_step) * steps_per_epoch, 1),
-        "epoch_cpu_s_extrapolated": round((median(rec["step_cpu_s"]) + loader_s_per_step) * steps_per_epoch, 1),
+        "epoch_setup_s": round(setup, 1) if "setup_s" in rec else "",
+        "epoch_s_extrapolated": round((step + loader_s_per_step) * steps_per_epoch + setup, 1),
+        "epoch_cpu_s_extrapolated": round((median(rec["step_cpu_s"]) + loader_s_per_step) * steps_per_epoch + setup, 1),
         "full_epoch_s": round(rec["full_epoch_s"], 1) if "full_epoch_s" in rec else "",
         "eval_s_median": _rounded(rec["eval_s"], median, 2),
         "eval_s_min": _rounded(rec["eval_s"], min, 2),
@@ -57,22 +60,24 @@ def per_round_ratio(mine, theirs, steps, rounds):
     return [median(mine[i * steps:(i + 1) * steps]) / median(theirs[i * steps:(i + 1) * steps]) for i in range(rounds)]
 
 
-def add_ratios_vs_sasrec(rows, records, model_class, steps, rounds):
-    """SAERec rows get step / CPU-step / eval time ratios against SASRec (each round ran both back to back)."""
-    if "SASRec" not in records or "SAERec" not in records:
+def add_ratios(rows, records, reference, steps, rounds):
+    """Every row but the reference gets step / CPU-step / eval time ratios against the reference
+    model (``--reference``), round by round (each round ran every model back to back)."""
+    if reference not in records:
         return
-    sasrec = records["SASRec"]
+    ref = records[reference]
     for row in rows:
-        if model_class[row["model"]] != "SAERec":
+        row["reference"] = reference
+        if row["model"] == reference:
             continue
         rec = records[row["model"]]
-        round_ratios = per_round_ratio(rec["step_s"], sasrec["step_s"], steps, rounds)
-        eval_ratios = [e / s for e, s in zip(rec["eval_s"], sasrec["eval_s"])]
-        row["step_ratio_vs_sasrec"] = round(median(round_ratios), 3)
+        round_ratios = per_round_ratio(rec["step_s"], ref["step_s"], steps, rounds)
+        eval_ratios = [e / s for e, s in zip(rec["eval_s"], ref["eval_s"])]
+        row["step_ratio_vs_ref"] = round(median(round_ratios), 3)
         row["step_ratio_rounds"] = " ".join(f"{x:.2f}" for x in round_ratios)
-        row["step_cpu_ratio_vs_sasrec"] = round(median(
-            per_round_ratio(rec["step_cpu_s"], sasrec["step_cpu_s"], steps, rounds)), 3)
-        row["eval_ratio_vs_sasrec"] = round(median(eval_ratios), 3) if eval_ratios else ""
+        row["step_cpu_ratio_vs_ref"] = round(median(
+            per_round_ratio(rec["step_cpu_s"], ref["step_cpu_s"], steps, rounds)), 3)
+        row["eval_ratio_vs_ref"] = round(median(eval_ratios), 3) if eval_ratios else ""
 
 
 def print_table(args, rows, data, intent_source, intent_info):
@@ -81,8 +86,8 @@ def print_table(args, rows, data, intent_source, intent_info):
     print(f"autograd anomaly detection {'ON' if torch.is_anomaly_enabled() else 'off'} for both models")
     print(f"{args.dataset}: {data['steps_per_epoch']} steps/epoch of {args.batch}, {data['eval_users']} eval users, "
           f"device {data['device']}, {os.cpu_count()} CPUs, torch {torch.__version__} {label}")
-    print("epoch_s_extrapolated = (median step + loader time per batch) x steps per epoch (wall; *_cpu_*: process "
-          "CPU time, robust on a shared machine)")
+    print(f"epoch_s_extrapolated = (median step + loader time per batch) x steps per epoch + the epoch's set-up "
+          f"(wall; *_cpu_*: process CPU time, robust on a shared machine); ratios against {rows[0].get('reference', '-')}")
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in TABLE_COLUMNS]
     print("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths)))
     for r in rows:
