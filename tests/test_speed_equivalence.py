@@ -278,3 +278,30 @@ def test_fused_cross_entropy_trains_the_model_identically(tiny_root, name):
     (l0, g0), (l1, g1) = one_step(False), one_step(True)
     assert torch.allclose(l0, l1, atol=1e-6) and set(g0) == set(g1)
     assert all(torch.allclose(g0[k], g1[k], atol=1e-6) for k in g0)
+
+
+def test_cpu_dropout_keeps_the_distribution_and_eval_is_untouched():
+    from recbole_saerec.model.layers import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.3)
+    x = torch.ones(200_000)
+    y = drop(x)
+    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01  # the share zeroed is p
+    values = torch.unique(y)
+    assert values.numel() == 2 and values[0] == 0 and abs(float(values[1]) - 1 / 0.7) < 1e-6  # the rest x 1 / (1 - p)
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_attention_with_cpu_dropout_is_sdpa_when_nothing_is_dropped():
+    from recbole_saerec.model import layers
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 7, 4, generator=g) for _ in range(3))
+    for causal in (True, False):
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        assert torch.allclose(layers.attention(q, k, v, dropout_p=1e-12, is_causal=causal), expected, atol=1e-6)
+    torch.manual_seed(1)
+    dropped = layers.attention(q, k, v, dropout_p=0.5, is_causal=True)
+    assert dropped.shape == q.shape and not torch.allclose(dropped, layers.attention(q, k, v, is_causal=True))

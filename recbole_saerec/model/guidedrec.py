@@ -33,7 +33,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_guided
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, linear_cross_entropy, pca_reduce
+from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy, pca_reduce
 
 
 class GuidedRec(SequentialRecommender):
@@ -116,7 +116,7 @@ class GuidedRec(SequentialRecommender):
             self.base_embedding = nn.Embedding(self.n_items, base_dim, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.dropout = Dropout(self.hidden_dropout_prob)
         self.blocks = BlockStack(self.n_layers, self.n_heads, d, self.inner_size, self.hidden_dropout_prob,
                                  self.attn_dropout_prob, self.layer_norm_eps)
 

@@ -26,10 +26,41 @@ written for speed on CPU and GPU:
   (causal mask, right padding), so the outputs are the same; on Beauty a batch's longest
   sequence is ~always 50 while most are < 10, so the [B, heads, L, L] scores, their softmax
   and their dropout mask (the slowest part of a CPU step) shrink several times.
+* Dropout masks on the CPU from ``torch.rand`` (:class:`Dropout`, :func:`attention`): torch's
+  CPU ``bernoulli_`` (what ``F.dropout`` and SDPA's dropout call) was 2.6x slower than drawing
+  uniforms and comparing, and was a sixth of an ICSRec step. The same distribution; another
+  random stream than ``nn.Dropout`` (so not the same trajectory for a given seed). On a GPU the
+  fused kernels are kept.
 """
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def _cpu_dropout(x, p):
+    """x with each element zeroed with probability p, the rest scaled by 1 / (1 - p)."""
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same name, no state); on a CPU the mask comes from torch.rand (module docstring)."""
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+            return super().forward(x)
+        return _cpu_dropout(x, self.p)
+
+
+def attention(q, k, v, dropout_p=0.0, is_causal=False):
+    """softmax(q k^T / sqrt(d)) v over [..., heads, L, d], as F.scaled_dot_product_attention; with
+    dropout on a CPU the probabilities are computed here so the dropout mask comes from torch.rand."""
+    if dropout_p == 0.0 or q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    if is_causal:
+        future = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return _cpu_dropout(torch.softmax(scores, dim=-1), dropout_p) @ v
 
 
 def init_weights(module, std):
@@ -48,7 +79,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.dense_1 = nn.Linear(hidden_size, inner_size)
         self.dense_2 = nn.Linear(inner_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, x):  # [..., d]: padded [B, L, d] or packed [N, d]
@@ -68,7 +99,7 @@ class Attention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.attn_dropout = attn_dropout
-        self.out_dropout = nn.Dropout(hidden_dropout)
+        self.out_dropout = Dropout(hidden_dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def _heads(self, x):
@@ -81,10 +112,8 @@ class Attention(nn.Module):
         return F.linear(x, weight, bias)  # [..., 3d]
 
     def _attend(self, q, k, v, causal):
-        ctx = F.scaled_dot_product_attention(
-            self._heads(q), self._heads(k), self._heads(v),
-            dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal,
-        )
+        ctx = attention(self._heads(q), self._heads(k), self._heads(v),
+                        dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal)
         return ctx.transpose(1, 2).reshape(q.shape)
 
     def forward(self, x, memory=None, causal=False, packer=None):

@@ -14,7 +14,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from torch import nn
 
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, linear_cross_entropy
+from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy
 
 
 class PackedSASRec(SequentialRecommender):
@@ -35,7 +35,7 @@ class PackedSASRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.LayerNorm = nn.LayerNorm(d, eps=config["layer_norm_eps"])
-        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.dropout = Dropout(config["hidden_dropout_prob"])
         self.blocks = BlockStack(config["n_layers"], config["n_heads"], d, config["inner_size"],
                                  config["hidden_dropout_prob"], config["attn_dropout_prob"], config["layer_norm_eps"])
         self.loss_fct = BPRLoss() if self.loss_type == "BPR" else None  # CE: layers.linear_cross_entropy

@@ -41,7 +41,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
-from recbole_saerec.model.layers import BlockStack, encode_last, init_weights, linear_cross_entropy
+from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy
 
 FUSIONS = ("adaptive", "sum", "mean", "residual")
 
@@ -114,7 +114,7 @@ class SAERec(SequentialRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+        self.dropout = Dropout(self.hidden_dropout_prob)
         self.self_branch = BlockStack(self.n_layers, *block_args)
         self.intent_map = nn.Linear(arte.dim, d, bias=False)  # W_map
         n_intent_layers = config["intent_layers"]
