@@ -158,6 +158,11 @@ def _machine(device=None, label=None):
         info["ram_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:
         pass
+    from recbole_saerec.hardware import bf16_fast, cpu_capability
+
+    # what the 'auto' speed switches (bf16_ce, intent_encode_bf16) resolve to on this machine
+    info["cpu_capability"] = cpu_capability()
+    info["bf16_native"] = bf16_fast(device if device is not None and str(device) != "cpu" else "cpu")
     if label:
         info["label"] = label
     return info

@@ -305,3 +305,22 @@ def test_attention_with_cpu_dropout_is_sdpa_when_nothing_is_dropped():
     torch.manual_seed(1)
     dropped = layers.attention(q, k, v, dropout_p=0.5, is_causal=True)
     assert dropped.shape == q.shape and not torch.allclose(dropped, layers.attention(q, k, v, is_causal=True))
+
+
+def test_bf16_cross_entropy_stays_close_to_fp32():
+    from recbole_saerec.model.layers import linear_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 300, (40,), generator=g)
+    out = []
+    for bf16 in (False, True):
+        user = (torch.randn(40, 16, generator=torch.Generator().manual_seed(1))).requires_grad_()
+        table = (0.3 * torch.randn(300, 16, generator=torch.Generator().manual_seed(2))).requires_grad_()
+        loss = linear_cross_entropy(user, table, target, fused=True, chunk=16, bf16=bf16)
+        loss.backward()
+        out.append((loss.detach(), user.grad, table.grad))
+    (l0, u0, t0), (l1, u1, t1) = out
+    assert abs(float(l1 / l0) - 1) < 2e-3
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(u0.flatten(), u1.flatten(), dim=0) > 0.999 and cos(t0.flatten(), t1.flatten(), dim=0) > 0.999
+    assert u1.dtype == torch.float32 and t1.dtype == torch.float32

@@ -271,7 +271,7 @@ class ContrastiveSASRec(PackedSASRec):
         return states.split([seq.shape[0] for seq, _ in batches])
 
     def rec_loss(self, user, interaction):
-        return linear_cross_entropy(user, self.item_embedding.weight, interaction[self.POS_ITEM_ID], self.fused_ce)
+        return linear_cross_entropy(user, self.item_embedding.weight, interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
 
     def contrast(self, z1, z2, labels=None):
         return info_nce(z1, z2, self.cl_temperature, self.cl_similarity, labels)

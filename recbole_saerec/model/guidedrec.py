@@ -33,6 +33,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_guided
+from recbole_saerec.hardware import resolve_bf16
 from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy, pca_reduce
 
 
@@ -58,6 +59,7 @@ class GuidedRec(SequentialRecommender):
         self.pack_tokens = config["pack_tokens"]
         self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
         self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
+        self.bf16_ce = resolve_bf16(config["bf16_ce"] if "bf16_ce" in config else False, config["device"])
         if config["loss_type"] != "CE":
             raise ValueError("GuidedRec trains with softmax cross-entropy over all items: set loss_type: CE.")
         if self.projection not in ("linear", "none") or self.base_reduction not in ("pca", "linear"):
@@ -180,7 +182,7 @@ class GuidedRec(SequentialRecommender):
 
     def calculate_loss(self, interaction):
         user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce)
+        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
 
     def predict(self, interaction):
         user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

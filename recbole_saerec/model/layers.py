@@ -276,25 +276,32 @@ def pca_reduce(x, n_components=None, variance=None):
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
-    """mean_b CE(user_b . table^T, target_b), its gradients computed in the forward pass, in row chunks."""
+    """mean_b CE(user_b . table^T, target_b), its gradients computed in the forward pass, in row chunks.
+
+    With ``bf16`` the three matmuls take bf16 operands (the table cast ONCE per call, not per chunk)
+    and accumulate in fp32; the softmax, the loss and the gradient sums stay fp32.
+    """
 
     @staticmethod
-    def forward(ctx, user, table, target, chunk):
+    def forward(ctx, user, table, target, chunk, bf16):
         batch = user.shape[0]
         loss = user.new_zeros(())
         grad_user = torch.empty_like(user)
         grad_table = torch.zeros_like(table)
+        weights = table.to(torch.bfloat16) if bf16 else table
         for start in range(0, batch, chunk):
             u, t = user[start:start + chunk], target[start:start + chunk]
-            probs = u @ table.T  # [c, n_items], turned into softmax probabilities in place
+            u_op = u.to(weights.dtype)
+            probs = (u_op @ weights.T).float()  # [c, n_items], turned into softmax probabilities in place
             peak = probs.max(1, keepdim=True).values
             probs.sub_(peak).exp_()
             norm = probs.sum(1, keepdim=True)
             loss += (norm.log() + peak).sum() - (u * table[t]).sum()
             probs.div_(norm)
             probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0  # d CE / d logits = softmax - one-hot
-            grad_user[start:start + chunk] = probs @ table
-            grad_table.addmm_(probs.T, u)
+            probs_op = probs.to(weights.dtype)
+            grad_user[start:start + chunk] = (probs_op @ weights).float()
+            grad_table += (probs_op.T @ u_op).float()
         ctx.save_for_backward(grad_user, grad_table)
         ctx.batch = batch
         return loss / batch
@@ -303,10 +310,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad_user, grad_table = ctx.saved_tensors
         scale = grad_output / ctx.batch
-        return grad_user * scale, grad_table * scale, None, None
+        return grad_user * scale, grad_table * scale, None, None, None
 
 
-def linear_cross_entropy(user, table, target, fused=True, chunk=64):
+def linear_cross_entropy(user, table, target, fused=True, chunk=64, bf16=False):
     """Softmax cross-entropy of the scores ``user @ table.T`` [B, n_items] against ``target``, averaged.
 
     ``fused=False``: ``F.cross_entropy(user @ table.T, target)``. ``fused=True``: the same loss and
@@ -315,7 +322,12 @@ def linear_cross_entropy(user, table, target, fused=True, chunk=64):
     the forward pass, while the chunk's scores are still in cache. On a CPU the log-softmax and its
     backward over Beauty's 12,101 items were a quarter of a training step. Only for a loss that is
     differentiated once (training); the gradient w.r.t. ``target`` is not defined.
+
+    ``bf16`` (with ``fused``): the three [B x d x n_items] matmuls in bf16 with fp32 accumulation,
+    the rest in fp32 (loss within ~1e-3 relative of fp32, tested); where bf16 is native (GPU, Intel
+    AMX) they were 5-7x faster than fp32; on a CPU without native bf16 they are much slower
+    (hardware.py decides ``auto``).
     """
     if not fused:
         return F.cross_entropy(user @ table.T, target)
-    return _LinearCrossEntropy.apply(user, table, target, chunk)
+    return _LinearCrossEntropy.apply(user, table, target, chunk, bool(bf16))

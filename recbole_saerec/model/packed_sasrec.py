@@ -14,6 +14,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 from torch import nn
 
+from recbole_saerec.hardware import resolve_bf16
 from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy
 
 
@@ -28,6 +29,7 @@ class PackedSASRec(SequentialRecommender):
         self.pack_tokens = config["pack_tokens"]
         self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
         self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
+        self.bf16_ce = resolve_bf16(config["bf16_ce"] if "bf16_ce" in config else False, config["device"])
         if self.loss_type not in ("CE", "BPR"):
             raise ValueError(f"PackedSASRec: loss_type='{self.loss_type}' is not one of ('CE', 'BPR').")
 
@@ -66,7 +68,7 @@ class PackedSASRec(SequentialRecommender):
         user = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         pos = interaction[self.POS_ITEM_ID]
         if self.loss_type == "CE":
-            return linear_cross_entropy(user, self.item_embedding.weight, pos, self.fused_ce)
+            return linear_cross_entropy(user, self.item_embedding.weight, pos, self.fused_ce, bf16=self.bf16_ce)
         neg = interaction[self.NEG_ITEM_ID]
         pos_score = (user * self.item_embedding(pos)).sum(-1)
         neg_score = (user * self.item_embedding(neg)).sum(-1)

@@ -41,6 +41,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
+from recbole_saerec.hardware import resolve_bf16
 from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy
 
 FUSIONS = ("adaptive", "sum", "mean", "residual")
@@ -74,6 +75,7 @@ class SAERec(SequentialRecommender):
         self.pack_tokens = config["pack_tokens"] if "pack_tokens" in config else False
         self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
         self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
+        self.bf16_ce = resolve_bf16(config["bf16_ce"] if "bf16_ce" in config else False, config["device"])
         self.compile = config["compile"] if "compile" in config else False
         if config["loss_type"] != "CE":
             raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
@@ -245,7 +247,7 @@ class SAERec(SequentialRecommender):
     def calculate_loss(self, interaction):
         item_seq = interaction[self.ITEM_SEQ]
         user, details = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN], return_details=True)
-        return linear_cross_entropy(user, details["item_table"], interaction[self.POS_ITEM_ID], self.fused_ce)
+        return linear_cross_entropy(user, details["item_table"], interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
 
     def predict(self, interaction):
         user, details = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], return_details=True)

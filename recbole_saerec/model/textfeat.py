@@ -39,7 +39,7 @@ class SASRecTextFeat(PackedSASRec):
     def calculate_loss(self, interaction):
         table = self.item_table()
         user = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], table=table)
-        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce)
+        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
 
     def predict(self, interaction):
         table = self.item_table()
