@@ -73,7 +73,7 @@ RULES = {
     "use_ema": ANY,
     "mask_history": (True, False),   # the lead's keys; typed here until their yaml lines land
     "resume_state": (True, False),
-    "autocast_bf16": ANY, "pack_tokens": ANY, "pack_attention": ANY, "fused_ce": ANY, "bf16_ce": SWITCH, "compile": ANY,
+    "autocast_bf16": ANY, "pack_tokens": ANY, "pack_attention": ANY, "fused_ce": ANY, "bf16_ce": SWITCH, "cpu_rand_dropout": ANY, "compile": ANY,
     # --- intent judge ---
     # True is what YAML 1.1 makes of an unquoted `yes`
     "intent_keep": tuple(KEEP_RULE_NAMES) + (True,),

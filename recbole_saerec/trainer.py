@@ -138,7 +138,7 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "intent_num_threads", "explain_user",
                # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999;
                # the packed paths and the fused CE: the same outputs and gradients, tests/test_speed_equivalence.py)
-               "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce",
+               "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce", "cpu_rand_dropout",
                # the item-text build a run read: its file name is its fingerprint (of settings compared here)
                "item_text_path"}
 

@@ -118,9 +118,10 @@ class GuidedRec(SequentialRecommender):
             self.base_embedding = nn.Embedding(self.n_items, base_dim, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        self.dropout = Dropout(self.hidden_dropout_prob)
+        rand = config["cpu_rand_dropout"] if "cpu_rand_dropout" in config else False
+        self.dropout = Dropout(self.hidden_dropout_prob, rand)
         self.blocks = BlockStack(self.n_layers, self.n_heads, d, self.inner_size, self.hidden_dropout_prob,
-                                 self.attn_dropout_prob, self.layer_norm_eps)
+                                 self.attn_dropout_prob, self.layer_norm_eps, rand)
 
         # --- initialise parameters -----------------------------------------------
         self.apply(self._init_weights)

@@ -26,7 +26,7 @@ written for speed on CPU and GPU:
   (causal mask, right padding), so the outputs are the same; on Beauty a batch's longest
   sequence is ~always 50 while most are < 10, so the [B, heads, L, L] scores, their softmax
   and their dropout mask (the slowest part of a CPU step) shrink several times.
-* Dropout masks on the CPU from ``torch.rand`` (:class:`Dropout`, :func:`attention`): torch's
+* Dropout masks on the CPU from ``torch.rand`` (``cpu_rand_dropout``; :class:`Dropout`, :func:`attention`): torch's
   CPU ``bernoulli_`` (what ``F.dropout`` and SDPA's dropout call) was 2.6x slower than drawing
   uniforms and comparing, and was a sixth of an ICSRec step. The same distribution; another
   random stream than ``nn.Dropout`` (so not the same trajectory for a given seed). On a GPU the
@@ -43,18 +43,23 @@ def _cpu_dropout(x, p):
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout (same name, no state); on a CPU the mask comes from torch.rand (module docstring)."""
+    """nn.Dropout (same name, no state); with ``cpu_rand`` the CPU mask comes from torch.rand (module docstring)."""
+
+    def __init__(self, p=0.5, cpu_rand=True):
+        super().__init__(p)
+        self.cpu_rand = cpu_rand
 
     def forward(self, x):
-        if not self.training or self.p == 0.0 or x.device.type != "cpu":
+        if not self.cpu_rand or not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
         return _cpu_dropout(x, self.p)
 
 
-def attention(q, k, v, dropout_p=0.0, is_causal=False):
+def attention(q, k, v, dropout_p=0.0, is_causal=False, cpu_rand=True):
     """softmax(q k^T / sqrt(d)) v over [..., heads, L, d], as F.scaled_dot_product_attention; with
-    dropout on a CPU the probabilities are computed here so the dropout mask comes from torch.rand."""
-    if dropout_p == 0.0 or q.device.type != "cpu":
+    dropout on a CPU (and ``cpu_rand``) the probabilities are computed here so the dropout mask
+    comes from torch.rand."""
+    if dropout_p == 0.0 or q.device.type != "cpu" or not cpu_rand:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
     if is_causal:
@@ -75,11 +80,11 @@ def init_weights(module, std):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, hidden_size, inner_size, dropout, layer_norm_eps):
+    def __init__(self, hidden_size, inner_size, dropout, layer_norm_eps, cpu_rand_dropout=True):
         super().__init__()
         self.dense_1 = nn.Linear(hidden_size, inner_size)
         self.dense_2 = nn.Linear(inner_size, hidden_size)
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(dropout, cpu_rand_dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, x):  # [..., d]: padded [B, L, d] or packed [N, d]
@@ -89,7 +94,7 @@ class FeedForward(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention + residual + LayerNorm. Self-attention when memory is None."""
 
-    def __init__(self, n_heads, hidden_size, hidden_dropout, attn_dropout, layer_norm_eps):
+    def __init__(self, n_heads, hidden_size, hidden_dropout, attn_dropout, layer_norm_eps, cpu_rand_dropout=True):
         super().__init__()
         if hidden_size % n_heads:
             raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of n_heads ({n_heads}).")
@@ -99,7 +104,8 @@ class Attention(nn.Module):
         self.value = nn.Linear(hidden_size, hidden_size)
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.attn_dropout = attn_dropout
-        self.out_dropout = Dropout(hidden_dropout)
+        self.cpu_rand_dropout = cpu_rand_dropout
+        self.out_dropout = Dropout(hidden_dropout, cpu_rand_dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def _heads(self, x):
@@ -113,7 +119,8 @@ class Attention(nn.Module):
 
     def _attend(self, q, k, v, causal):
         ctx = attention(self._heads(q), self._heads(k), self._heads(v),
-                        dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal)
+                        dropout_p=self.attn_dropout if self.training else 0.0, is_causal=causal,
+                        cpu_rand=self.cpu_rand_dropout)
         return ctx.transpose(1, 2).reshape(q.shape)
 
     def forward(self, x, memory=None, causal=False, packer=None):
@@ -135,10 +142,12 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Attention (self, causal; or cross to a memory) then feed-forward."""
 
-    def __init__(self, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, layer_norm_eps):
+    def __init__(self, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout, layer_norm_eps,
+                 cpu_rand_dropout=True):
         super().__init__()
-        self.attention = Attention(n_heads, hidden_size, hidden_dropout, attn_dropout, layer_norm_eps)
-        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, layer_norm_eps)
+        self.attention = Attention(n_heads, hidden_size, hidden_dropout, attn_dropout, layer_norm_eps,
+                                   cpu_rand_dropout)
+        self.feed_forward = FeedForward(hidden_size, inner_size, hidden_dropout, layer_norm_eps, cpu_rand_dropout)
 
     def forward(self, x, memory=None, causal=False, packer=None):
         return self.feed_forward(self.attention(x, memory=memory, causal=causal, packer=packer))

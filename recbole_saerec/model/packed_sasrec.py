@@ -37,9 +37,11 @@ class PackedSASRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.LayerNorm = nn.LayerNorm(d, eps=config["layer_norm_eps"])
-        self.dropout = Dropout(config["hidden_dropout_prob"])
+        rand = config["cpu_rand_dropout"] if "cpu_rand_dropout" in config else False
+        self.dropout = Dropout(config["hidden_dropout_prob"], rand)
         self.blocks = BlockStack(config["n_layers"], config["n_heads"], d, config["inner_size"],
-                                 config["hidden_dropout_prob"], config["attn_dropout_prob"], config["layer_norm_eps"])
+                                 config["hidden_dropout_prob"], config["attn_dropout_prob"], config["layer_norm_eps"],
+                                 rand)
         self.loss_fct = BPRLoss() if self.loss_type == "BPR" else None  # CE: layers.linear_cross_entropy
 
         # --- initialise parameters -------------------------------------------

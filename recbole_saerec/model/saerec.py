@@ -111,12 +111,13 @@ class SAERec(SequentialRecommender):
 
         # --- define layers and loss --------------------------------------------
         d = self.hidden_size
+        rand = config["cpu_rand_dropout"] if "cpu_rand_dropout" in config else False
         block_args = (self.n_heads, d, self.inner_size, self.hidden_dropout_prob, self.attn_dropout_prob,
-                      self.layer_norm_eps)
+                      self.layer_norm_eps, rand)
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         self.position_embedding = nn.Embedding(self.max_seq_length, d)
         self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        self.dropout = Dropout(self.hidden_dropout_prob)
+        self.dropout = Dropout(self.hidden_dropout_prob, rand)
         self.self_branch = BlockStack(self.n_layers, *block_args)
         self.intent_map = nn.Linear(arte.dim, d, bias=False)  # W_map
         n_intent_layers = config["intent_layers"]
