@@ -28,8 +28,9 @@ DATASET=${GPU_CHECK_DATASET:-amazon-beauty}
 STAGE=${GPU_CHECK_STAGE_DIR:-.gpu}
 case "$STAGE" in /*) ;; *) STAGE=$PWD/$STAGE ;; esac
 DRY=${GPU_CHECK_DRY_RUN:-0}
-# in priority order: the attribution 2x2 and the fusion choice first, then the baselines and ablations
-DEFAULT_MODELS=SAERec,SAERec-paper,SASRec-CE,SASRec+IntentFeat,SAERec-adaptive,SAERec-paper-residual,SAERec-mean,SASRec-BPR,SAERec-noIde,SAERec-noPer,SAERec-noPub,SAERec-noFus,SAERec-noEMA,KMeans-Intent,GuidedRec,SASRec-CE-RecBole
+# in priority order: the headline pair and the strongest baselines first (ICSRec, the text controls,
+# the other contrastive models), then the attribution rows and the ablations
+DEFAULT_MODELS=SAERec,SASRec-CE,ICSRec,SASRec+TextFeat,SAERec-paper-lr5e-4,SASRec+IntentFeat-lr5e-4,ICLRec,DuoRec,CL4SRec,LLMInit,ICSRec-official,ICLRec-official,SAERec-noIde,SAERec-noPer,SAERec-noPub,SAERec-noFus,SAERec-noEMA,KMeans-Intent,GuidedRec,GRU4Rec
 MODELS=${GPU_CHECK_MODELS:-$DEFAULT_MODELS}
 WHEELS="recbole==1.2.1 colorlog==4.7.2 texttable==1.7.0"
 MAX_CARRY_MB=64
@@ -73,6 +74,22 @@ for tag in sorted(os.listdir(src)):
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(os.path.join(src, tag), target, ignore=shutil.ignore_patterns("cache"))
         print(f"[stage] intents {tag} -> {target}")
+# The text controls' item-text vectors, built here (no encoder there); the run names the file.
+from recbole.data import create_dataset
+from recbole_saerec.config import Config
+from recbole_saerec.intents.item_text import build_item_text
+from recbole_saerec.utils import get_model
+for v in variants:
+    if getattr(get_model(v["model"]), "needs_item_text", False):
+        config = Config(model=v["model"], dataset=dataset, config_dict=b.config_dict(v, 2020))
+        built = build_item_text(config, list(create_dataset(config).field2id_token["item_id"][1:]))
+        target = os.path.join(dest, dataset, "item_text", os.path.basename(built["path"]))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(built["path"], target)
+        with open(os.path.join(dest, dataset, "item_text", "path"), "w") as f:
+            f.write(os.path.relpath(target, os.getcwd()))
+        print(f"[stage] item text -> {target}")
+        break
 EOF
     git rev-parse HEAD > "$STAGE/commit" 2>/dev/null || true
     local mb
@@ -153,13 +170,15 @@ print(",".join(keep))
 EOF
 )
     IFS=, read -r -a names <<< "$known"
+    local text_path=""  # the staged item-text vectors (relative to the repository), for the text controls
+    [ -f "$IROOT/$DATASET/item_text/path" ] && text_path="--item_text_path=$(cat "$IROOT/$DATASET/item_text/path")"
     local bdir="$WORK/$DATASET" budget=${GPU_CHECK_BENCH_S:-330} pids=()
     for ((p = 0; p < PROCS && p < ${#names[@]}; p++)); do
         local group=""
         for ((i = p; i < ${#names[@]}; i += PROCS)); do group+="${group:+,}${names[$i]}"; done
         timeout --signal=TERM --kill-after=15 "$budget" $PY -m recbole_saerec.experiments.benchmark --dataset="$DATASET" \
             --models="$group" --seeds="${GPU_CHECK_SEEDS:-1}" --seed_base="${GPU_CHECK_SEED_BASE:-2020}" --out="$bdir" --work_dir="$WORK/saved$p" \
-            --machine="$MACHINE" --search=off --data_path="$DATA" --intent_root="$IROOT" $BENCH_ARGS \
+            --machine="$MACHINE" --search=off --data_path="$DATA" --intent_root="$IROOT" $text_path $BENCH_ARGS \
             ${GPU_CHECK_BENCH_ARGS:-} > "$WORK/bench$p.log" 2>&1 &
         pids+=($!)
         echo "[gpu_check] benchmark process $p (pid $!): $group"

@@ -36,7 +36,7 @@ def test_gpu_check_dry_run(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                GPU_CHECK_DATASET="tiny", GPU_CHECK_STAGE_DIR=str(stage), GPU_CHECK_SKIP_WHEELS="1",
                GPU_CHECK_DATA_SRC=data, GPU_CHECK_INTENT_ROOT=str(iroot),
-               GPU_CHECK_MODELS="SAERec,SASRec,NoSuchVariant", OUT=str(tmp_path / "out"))
+               GPU_CHECK_MODELS="SAERec,SASRec,LLMInit,NoSuchVariant", OUT=str(tmp_path / "out"))
 
     staged = subprocess.run(["bash", SCRIPT, "stage"], env=env, capture_output=True, text=True, timeout=300)
     assert staged.returncode == 0, staged.stdout + staged.stderr
@@ -44,6 +44,9 @@ def test_gpu_check_dry_run(tmp_path):
     assert (stage / "intents" / "tiny" / "default" / "manifest.json").is_file()
     assert not (stage / "intents" / "tiny" / "default" / "cache").exists()
     assert "skipping NoSuchVariant" in staged.stdout
+    # the text control's vectors are built here and named by a path relative to the repository
+    text_path = (stage / "intents" / "tiny" / "item_text" / "path").read_text()
+    assert os.path.isfile(os.path.join(REPO, text_path)) and not os.path.isabs(text_path)
 
     env.update(GPU_CHECK_DRY_RUN="1", GPU_CHECK_PROCS="2", GPU_CHECK_BENCH_S="200", GPU_CHECK_SPEED_S="120",
                GPU_CHECK_BENCH_ARGS=f"--config_files={tmp_path / 'tiny.yaml'}",
@@ -65,4 +68,5 @@ def test_gpu_check_dry_run(tmp_path):
         names = tar.getnames()
     assert any(n.endswith("runs/SAERec__seed2020.json") for n in names), names
     assert any(n.endswith("runs/SASRec__seed2020.json") for n in names), names
+    assert any(n.endswith("runs/LLMInit__seed2020.json") for n in names), names
     assert len(os.listdir(out)) <= 8  # what the device tool brings back
