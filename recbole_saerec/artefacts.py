@@ -157,8 +157,11 @@ def write_json_atomic(path, obj):
 
 
 def save_tensor_file_atomic(path, obj):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through an open file, not the path: given a path, torch.save names the archive's inner folder
+    # after the file, here the unique temporary name, so two identical saves differed in their bytes
+    # and the sha256 the manifest records could not show that two builds are the same.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def file_sha256(path, chunk=1 << 20):
