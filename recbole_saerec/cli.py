@@ -31,6 +31,7 @@ USER_ERROR_NAMES = {
     "UsageError",            # this module: flags, config files, checkpoints
     "UnknownModelError",     # utils.get_model: misspelled model name
     "UntrustedCheckpointError",  # trainer.load_checkpoint: a pickle checkpoint without --trust_checkpoint
+    "DamagedFileError",      # artefacts: a checkpoint or tensor file cut short or overwritten
     "DatasetFilesMissingError",  # data.check: dataset not prepared / data_path wrong
     "AtomicFileError",       # data.check: a malformed atomic file (names file and line)
     "ConfigValueError",      # config_check: a config value out of range / of the wrong type

@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import save_tensor_file_atomic
+from recbole_saerec.artefacts import DamagedFileError, save_tensor_file_atomic, tensor_file_damage
 
 CHECKPOINT_FORMAT = "recbole_saerec.checkpoint/1"
 RESUME_SUFFIX = "-resume.pth"
@@ -79,6 +79,10 @@ def load_checkpoint(path, map_location="cpu", trust=False):
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at {path}.")
+    damage = tensor_file_damage(path)
+    if damage:  # not a trust question: no flag makes a damaged file load
+        raise DamagedFileError(f"{path} is damaged: {damage}. It cannot be loaded, with or without "
+                               f"--trust_checkpoint: use another copy of the checkpoint, or train again.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError/RuntimeError variants
