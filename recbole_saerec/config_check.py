@@ -22,6 +22,7 @@ import os
 import re
 from logging import getLogger
 
+from recbole_saerec.data.text import POLICIES as TEXT_POLICIES
 from recbole_saerec.intents.judge import BACKENDS, KEEP_RULE_NAMES
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
@@ -37,7 +38,7 @@ RULES = {
     # --- overall.yaml: protocol and training ---
     "eval_args": ANY, "metrics": ANY, "topk": ANY, "valid_metric": ANY,
     "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
-    "protocol": ("clean", "authors_leaky"), "encoding": ANY,
+    "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": tuple(TEXT_POLICIES),
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
     "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
     "intent_root": ANY, "intent_tag": ANY, "intent_dir": ANY, "intent_autobuild": ANY,

@@ -268,6 +268,48 @@ def test_iclrec_duplicates_and_bad_lines(tmp_path):
     assert s["counts"] == {"users": 1, "items": 4, "interactions": 4}
 
 
+def _spoil_title(path, good, bad_bytes=b"\xff\xfe"):
+    """Put bytes that are not UTF-8 inside one title of a file (as a badly re-encoded export does)."""
+    data = path.read_bytes()
+    assert good.encode() in data
+    path.write_bytes(data.replace(good.encode(), good.encode()[:3] + bad_bytes + good.encode()[3:]))
+
+
+@pytest.mark.parametrize("cli", [False, True], ids=["library", "command"])
+def test_invalid_utf8_in_the_item_file_follows_on_bad_line(tmp_path, cli, capsys):
+    raw = make_iclrec(tmp_path / "raw")
+    _spoil_title(raw / "Amazon_Beauty.item", "Gel 1oz.")
+    if cli:  # one error line with file:line, no traceback
+        assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                        "--no_progress"]) == 2
+        err = capsys.readouterr().err
+        assert "Amazon_Beauty.item:4: not valid utf-8" in err and "Traceback" not in err
+        assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                        "--no_progress", "--on_bad_line=skip"]) == 0
+        return
+    with pytest.raises(PrepareError, match=r"Amazon_Beauty\.item:4: not valid utf-8 .*--on_bad_line=skip"):
+        run_prepare(raw, tmp_path / "out")
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="skip")
+    assert s["bad_lines_skipped"] == {"Amazon_Beauty.item": 1} and s["items_missing_metadata"] == 4  # A004 too
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="replace")
+    assert s["bad_lines_replaced"] == {"Amazon_Beauty.item": 1} and s["bad_lines_skipped"] == {}
+    _, items = read_tsv(tmp_path / "out" / "amazon-beauty" / "amazon-beauty.item")
+    assert {r["item_id"]: r["title"] for r in items}["A004"] == "Gel\ufffd\ufffd 1oz."
+
+
+def test_invalid_utf8_in_reviews_and_meta_follows_on_bad_line(tmp_path):
+    raw = make_amazon2014(tmp_path / "raw", False)
+    _spoil_title(raw / "meta_Beauty.json", "Red Lipstick")
+    _spoil_title(raw / "reviews_Beauty_5.json", "u2 a")
+    with pytest.raises(PrepareError, match=r"reviews_Beauty_5\.json:2: not valid utf-8"):
+        run_prepare(raw, tmp_path / "out")
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="skip")
+    assert s["bad_lines_skipped"] == {"reviews_Beauty_5.json": 1, "meta_Beauty.json": 1}
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="replace")
+    assert s["bad_lines_replaced"] == {"reviews_Beauty_5.json": 1, "meta_Beauty.json": 1}
+    assert s["counts"]["interactions"] == 12
+
+
 def test_autodetect_and_missing_inputs(tmp_path):
     raw = make_iclrec(tmp_path / "raw")
     make_amazon2014(raw, True)

@@ -65,3 +65,27 @@ def test_a_damaged_checkpoint_is_one_line_from_every_tool(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and "is damaged" in err.splitlines()[0]
         assert "pass --trust_checkpoint" not in err
+
+
+# ----------------------------------------------------------------------------- text that is not UTF-8
+def test_explanations_read_item_text_under_the_same_policy(tmp_path):
+    from types import SimpleNamespace
+
+    from conftest import base_config, write_tiny_dataset
+    from recbole_saerec.analysis.explain import ItemText
+    from recbole_saerec.config import Config
+    from recbole_saerec.data.text import BadTextError
+
+    root = str(tmp_path)
+    write_tiny_dataset(root)
+    path = tmp_path / "tiny" / "tiny.item"
+    path.write_bytes(path.read_bytes().replace(b"product number 4\n", b"product \xff\xfe number 4\n"))
+    dataset = SimpleNamespace(iid_field="item_id")
+
+    def item_text(**overrides):
+        return ItemText.from_config(Config("SASRec", "tiny", config_dict=base_config(root, **overrides)), dataset)
+
+    with pytest.raises(BadTextError, match=r"tiny\.item:5: not valid utf-8"):
+        item_text()
+    assert item_text(on_bad_line="skip").title("i4") == "i4"  # left out: shown by its id
+    assert item_text(on_bad_line="replace").title("i4") == "skincare product \ufffd\ufffd number 4"

@@ -35,7 +35,9 @@ import torch
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args
 from recbole_saerec.artefacts import write_json_atomic
 from recbole_saerec.cli import UsageError, run_main
+from recbole_saerec.data.text import BadLines, decode_lines
 from recbole_saerec.trainer import mask_seen_items
+from recbole_saerec.utils import setting
 
 TITLE_FIELDS = ("title", "movie_title", "name", "item_name")
 
@@ -129,8 +131,9 @@ class ItemText:
         encoding = config["encoding"] if "encoding" in config and config["encoding"] else "utf-8"
         sep = config["field_separator"] if "field_separator" in config and config["field_separator"] else "\t"
         rows = {}
-        with open(path, encoding=encoding, errors="replace", newline="") as f:
-            reader = csv.reader(f, delimiter=sep, quoting=csv.QUOTE_NONE)
+        with open(path, "rb") as f:  # bytes not valid in `encoding`: the on_bad_line policy (data/text.py)
+            reader = csv.reader(decode_lines(f, path, BadLines(setting(config, "on_bad_line")), encoding),
+                                delimiter=sep, quoting=csv.QUOTE_NONE)
             header = [h.split(":")[0] for h in next(reader)]
             iid = dataset.iid_field if dataset.iid_field in header else header[0]
             key = header.index(iid)

@@ -94,7 +94,8 @@ def _decode_lines(path, encoding):
         lineno = raw.count(b"\n", 0, exc.start) + 1
         raise AtomicFileError(f"{path}:{lineno}: not valid {encoding} ({exc.reason} at byte {exc.start}). "
                               f"Re-encode the file as {encoding}, or set encoding: <its encoding> in the "
-                              "config.") from None
+                              "config (RecBole reads this file itself and cannot skip or repair a line, so "
+                              "on_bad_line does not apply to it).") from None
 
 
 def read_atomic_rows(path, sep="\t", encoding="utf-8"):

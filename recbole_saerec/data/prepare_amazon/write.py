@@ -69,6 +69,7 @@ def build_summary(dataset, category, form, raw_dir, inputs, counts, coherence, a
         ("duplicate_interactions_dropped", len(dups)),
         ("duplicate_examples", [f"{d['user']} {d['item']} (line {d['line']})" for d in dups[:10]]),
         ("bad_lines_skipped", dict(bad.counts)),
+        ("bad_lines_replaced", dict(bad.replaced)),
         ("bad_line_examples", bad.examples),
         ("kcore", kcore),
         ("removed_by_kcore", facts["n_kcore"]),
@@ -99,7 +100,8 @@ def log_summary(summary, paths, log):
         log(f"[prepare] these counts {verdict} the paper's ({paper['users']:,} / {paper['items']:,} / "
             f"{paper['interactions']:,})")
     log(f"[prepare] duplicates dropped {summary['duplicate_interactions_dropped']}; bad lines skipped "
-        f"{sum(summary['bad_lines_skipped'].values())}; removed by k-core {summary['removed_by_kcore']}; "
+        f"{sum(summary['bad_lines_skipped'].values())}, kept with U+FFFD for bad bytes "
+        f"{sum(summary['bad_lines_replaced'].values())}; removed by k-core {summary['removed_by_kcore']}; "
         f"items without metadata {summary['items_missing_metadata']}; items with text {summary['items_with_text']}")
     if coherence["ratio"] is not None:
         log(f"[prepare] consecutive items sharing brand/category: {coherence['consecutive']:.1%} vs random "
