@@ -374,6 +374,47 @@ def test_permuted_ids_beside_real_datamaps_refused(tmp_path):
     assert s["sequence_coherence"]["allowed_below"] is True
 
 
+def _shared_copy(tmp_path, rotate_items=0, shift_ids=0, attributes=True):
+    """The shared Beauty files in a temp folder: the .item rows rotated against their ASINs by
+    ``rotate_items``, or the sequence file's item ids shifted by ``shift_ids`` (item k read as k + shift)."""
+    src = _shared_beauty()
+    raw = tmp_path / f"raw_{rotate_items}_{shift_ids}_{int(attributes)}"
+    raw.mkdir()
+    names = ["datamaps.json"] + (["Beauty_item2attributes.json"] if attributes else [])
+    for name in names:
+        os.symlink(os.path.join(src, name), raw / name)
+    with open(os.path.join(src, "Amazon_Beauty.item"), encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    body = rows[1:]
+    with open(raw / "Amazon_Beauty.item", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(rows[0])
+        for k, row in enumerate(body):
+            w.writerow([row[0]] + body[(k + rotate_items) % len(body)][1:])
+    with open(os.path.join(src, "Beauty.txt")) as f:
+        lines = [line.split() for line in f]
+    n = max(int(i) for line in lines for i in line[1:])
+    (raw / "Beauty.txt").write_text("".join(" ".join([ln[0]] + [str((int(i) - 1 + shift_ids) % n + 1) for i in ln[1:]])
+                                            + "\n" for ln in lines))
+    return raw
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(_shared_beauty(), "Beauty_item2attributes.json")),
+                    reason="shared amazon-beauty data absent (<repo>/../shared or $RECBOLE_SAEREC_SHARED)")
+def test_shared_beauty_shifted_by_one_is_refused(tmp_path):
+    """The real catalogue (12,101 items) with its rows shifted by ONE against their ASINs: neighbouring
+    ASINs often share a brand, so consecutive items stay 2.4x alike; the attribute join sees it item by
+    item, and without the attribute file the sequence check's threshold does."""
+    real = run_prepare(_shared_copy(tmp_path), tmp_path / "out")
+    assert real["attribute_join"]["sharing"] > 0.99 and real["sequence_coherence"]["ratio"] > 7
+    with pytest.raises(PrepareError, match=r"attached to the wrong items: .* only 1\d\.\d% of the time"):
+        run_prepare(_shared_copy(tmp_path, rotate_items=1), tmp_path / "out")
+    with pytest.raises(PrepareError, match=r"mis-joined.*ratio 2\.\d+ < 4\.0"):
+        run_prepare(_shared_copy(tmp_path, rotate_items=1, attributes=False), tmp_path / "out")
+    with pytest.raises(PrepareError, match=r"mis-joined.*ratio 1\.\d+ < 4\.0"):  # the ids off by one
+        run_prepare(_shared_copy(tmp_path, shift_ids=1), tmp_path / "out")
+
+
 # ----------------------------------------------------------------------------- RecBole + protocol
 def _recbole_splits(data_path, protocol="clean"):
     from recbole.data import create_dataset
@@ -497,6 +538,51 @@ def test_misjoin_guard_passes_real_and_refuses_relabelled_ids(tmp_path, capsys):
     assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
                     "--no_progress", "--allow_misjoin"]) == 0
     assert "consecutive items sharing brand/category" in capsys.readouterr().out
+
+
+def make_catalogue(raw, rotate=0, with_attributes=True, n_items=300, n_users=120, seed=0):
+    """A catalogue as real ones are: neighbouring ASINs share a brand (blocks of 3), each item has a line
+    (i % 7), users shop within one line. ``rotate`` shifts the .item rows against their ASINs (each ASIN
+    gets the text ``rotate`` rows further down), as a re-sorted or off-by-one export does."""
+    rng = random.Random(seed)
+    raw.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for u in range(1, n_users + 1):
+        line_items = [i for i in range(1, n_items + 1) if i % 7 == u % 7]
+        lines.append(" ".join([str(u)] + [str(i) for i in rng.sample(line_items, 8)]))
+    (raw / "Beauty.txt").write_text("\n".join(lines) + "\n")
+    id2user = {str(u): f"U{u}" for u in range(1, n_users + 1)}
+    id2item = {str(i): f"A{i:04d}" for i in range(1, n_items + 1)}
+    (raw / "datamaps.json").write_text(json.dumps({"id2user": id2user, "id2item": id2item}))
+    texts = [(f"product {i}", f"'Beauty', 'Line {i % 7}'", f"Brand{i // 3}") for i in range(1, n_items + 1)]
+    with open(raw / "Amazon_Beauty.item", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["item_id:token", "title:token", "categories:token_seq", "brand:token"])
+        for k in range(n_items):
+            w.writerow([f"A{k + 1:04d}", *texts[(k + rotate) % n_items]])
+    if with_attributes:  # S3-Rec's ids: 1 = the top-level category (on every item), lines, brands
+        attrs = {str(i): [1, 2 + i % 7, 100 + i // 3] for i in range(1, n_items + 1)}
+        (raw / "Beauty_item2attributes.json").write_text(json.dumps(attrs))
+    return raw
+
+
+def test_catalogue_rotated_by_one_row_is_refused_by_the_attribute_join(tmp_path, capsys):
+    s = run_prepare(make_catalogue(tmp_path / "real"), tmp_path / "out")
+    assert s["attribute_join"]["sharing"] == 1.0 and s["attribute_join"]["pairs"] >= 200
+    assert s["sequence_coherence"]["ratio"] > pa.MIN_COHERENCE_RATIO
+    raw = make_catalogue(tmp_path / "rotated", rotate=1)
+    with pytest.raises(PrepareError, match=r"attached to the wrong items: .* only 3\d\.\d% of the time.*"
+                                           r"--allow_misjoin"):
+        run_prepare(raw, tmp_path / "out")
+    assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                    "--no_progress"]) == 2
+    assert "attached to the wrong items" in capsys.readouterr().err
+    s = run_prepare(raw, tmp_path / "out", allow_misjoin=True)
+    assert s["attribute_join"]["allowed_below"] is True
+    # the same rotation keeps every consecutive pair alike here (a line maps to one other line): only
+    # the independent key sees it, and without it prepare says which check it relied on
+    s = run_prepare(make_catalogue(tmp_path / "no_attributes", rotate=1, with_attributes=False), tmp_path / "out")
+    assert s["attribute_join"] is None and any("item2attributes" in n for n in s["notes"])
 
 
 def test_p5_sequential_data_accepted_by_name(tmp_path):

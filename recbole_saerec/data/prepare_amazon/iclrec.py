@@ -8,14 +8,33 @@ from recbole_saerec.data.prepare_amazon.lines import (BadLines, _decode, clean_t
 from recbole_saerec.data.prepare_amazon.schema import PrepareError
 
 
-def read_iclrec(seq_path, maps_path, bad, show_progress=True):
-    """ICLRec sequences -> rows with position timestamps, ids mapped to reviewerID/ASIN."""
+def read_datamaps(maps_path):
+    """P5's datamaps.json (at least 'id2user' and 'id2item')."""
     try:
         with open_text(maps_path) as f:
             maps = json.load(f)
-        id2user, id2item = maps["id2user"], maps["id2item"]
+        maps["id2user"], maps["id2item"]  # noqa: B018 - both must be there
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PrepareError(f"{maps_path}: cannot read P5 datamaps (need 'id2user' and 'id2item'): {exc}") from exc
+    return maps
+
+
+def read_item_attributes(path):
+    """S3-Rec's item2attributes.json: sequence-file item id -> list of attribute ids."""
+    try:
+        with open_text(path) as f:
+            attributes = json.load(f)
+        if not isinstance(attributes, dict) or not all(isinstance(v, list) for v in attributes.values()):
+            raise ValueError("expected {item id: [attribute id, ...]}")
+    except (OSError, ValueError) as exc:
+        raise PrepareError(f"{path}: cannot read S3-Rec's item attributes: {exc}") from exc
+    return attributes
+
+
+def read_iclrec(seq_path, maps_path, bad, show_progress=True, maps=None):
+    """ICLRec sequences -> rows with position timestamps, ids mapped to reviewerID/ASIN."""
+    maps = maps or read_datamaps(maps_path)
+    id2user, id2item = maps["id2user"], maps["id2item"]
     rows, seen_users = [], {}
     for lineno, line in iter_lines(seq_path, show_progress, desc=f"sequences {os.path.basename(seq_path)}"):
         text = _decode(line, seq_path, lineno, bad)
