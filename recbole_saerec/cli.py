@@ -15,6 +15,7 @@ This module imports neither torch nor RecBole: ``--help`` and errors stay instan
 """
 import contextlib
 import os
+import re
 import sys
 import warnings
 
@@ -42,6 +43,27 @@ USER_ERROR_NAMES = {
     "JudgeError",            # intents.judge: an unreachable or misbehaving judge server
     "UnsupportedModelError",  # probe: a model the probe cannot read
 }
+
+
+# A dataset name (or an intent tag) becomes part of folder and file names: <data_path>/<dataset>/<dataset>.inter,
+# RecBole's log file, saved_intents/<dataset>/<intent_tag>. A path separator or a leading dot would put
+# them somewhere else (or nowhere: RecBole's log file then fails to open); the folder belongs in data_path.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def plain_name_problem(key, value, folder_key="data_path"):
+    """Why ``value`` cannot be the name ``key`` asks for (a sentence naming the fix), or None.
+
+    ``folder_key``: the setting a folder in a dataset name belongs to (the prepare command's --out).
+    """
+    if isinstance(value, str) and PLAIN_NAME.fullmatch(value):
+        return None
+    hint = ""
+    if key == "dataset" and isinstance(value, str) and ("/" in value or "\\" in value):
+        folder, _, name = value.replace("\\", "/").rstrip("/").rpartition("/")
+        hint = f" The folder belongs in {folder_key}: --{key}={name} --{folder_key}=<{folder_key}>/{folder}."
+    return (f"{key}={value!r} is not a plain name: use letters, digits, '.', '_', '-' and '+', starting with a "
+            f"letter or digit (it becomes part of folder and file names).{hint}")
 
 
 def is_user_error(exc):

@@ -12,7 +12,8 @@ run before the dataset is read, the encoder is loaded or an SAE is trained.
   line (the one place a key is declared); ``~`` in that yaml means None is allowed.
 * Ranges and choices live in ``RULES`` (one table): an interval string in
   RecBole's own notation (``"[0, 1)"``, ``"[1, inf)"``), a tuple of allowed
-  values, or ``ANY`` (names, paths, free text: type check only). Every plugin key
+  values, ``PLAIN_NAME`` (a name that becomes part of folder and file names: the dataset,
+  the intent tag), or ``ANY`` (paths, free text: type check only). Every plugin key
   has an entry (tests/test_config_check.py enforces it).
 """
 import difflib
@@ -22,11 +23,13 @@ import os
 import re
 from logging import getLogger
 
+from recbole_saerec.cli import plain_name_problem
 from recbole_saerec.data.text import POLICIES as TEXT_POLICIES
 from recbole_saerec.intents.judge import BACKENDS, KEEP_RULE_NAMES
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 ANY = "any"
+PLAIN_NAME = "plain name"  # part of folder and file names: cli.plain_name_problem says what is allowed
 POSITIVE_INT = "[1, inf)"
 NON_NEGATIVE = "[0, inf)"
 POSITIVE = "(0, inf)"
@@ -41,7 +44,7 @@ RULES = {
     "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": tuple(TEXT_POLICIES),
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
     "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
-    "intent_root": ANY, "intent_tag": ANY, "intent_dir": ANY, "intent_autobuild": ANY,
+    "intent_root": ANY, "intent_tag": PLAIN_NAME, "intent_dir": ANY, "intent_autobuild": ANY,
     # --- dataset yamls ---
     "data_path": ANY, "USER_ID_FIELD": ANY, "ITEM_ID_FIELD": ANY, "TIME_FIELD": ANY, "load_col": ANY,
     "rm_dup_inter": ("first", "last", None), "val_interval": ANY, "filter_inter_by_user_or_item": ANY,
@@ -111,7 +114,7 @@ RULES = {
     "guided_fill": ANY, "base_checkpoint": ANY, "base_reduction": ("pca", "linear"), "base_dim": POSITIVE_INT,
     "base_variance": "(0, 1]", "base_finetune": ANY,
     # --- the demo yaml / command lines (the runners pass these through RecBole's parser) ---
-    "model": ANY, "dataset": ANY, "config_files": ANY, "use_gpu": ANY, "explain_user": ANY,
+    "model": ANY, "dataset": PLAIN_NAME, "config_files": ANY, "use_gpu": ANY, "explain_user": ANY,
 }
 
 # "token": a raw dataset id such as a user id; RecBole's command-line parser turns "196" into 196.
@@ -207,6 +210,8 @@ def check_value(key, value, typ=None, none_ok=True, where=None):
             return None
         return f"{key}=None: this key needs a {typ} value{origin}."
     rule = RULES.get(key, ANY)
+    if rule == PLAIN_NAME:
+        return plain_name_problem(key, value)
     if isinstance(rule, tuple) and any(value == c and type(value) is type(c) for c in rule):
         return None
     if typ in TYPES and (not isinstance(value, TYPES[typ]) or (typ in ("int", "float") and isinstance(value, bool))):

@@ -89,3 +89,48 @@ def test_explanations_read_item_text_under_the_same_policy(tmp_path):
         item_text()
     assert item_text(on_bad_line="skip").title("i4") == "i4"  # left out: shown by its id
     assert item_text(on_bad_line="replace").title("i4") == "skincare product \ufffd\ufffd number 4"
+
+
+# ----------------------------------------------------------------------------- names that become paths
+@pytest.mark.parametrize("name", ["foo/bar", "../tiny", ".hidden", "a b", "C:\\data\\tiny"])
+def test_a_dataset_name_with_a_path_in_it_is_refused_before_any_work(tmp_path, name):
+    from conftest import base_config
+    from recbole_saerec.config import Config
+    from recbole_saerec.config_check import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match=r"dataset=.* is not a plain name"):
+        Config("SASRec", name, config_dict=base_config(str(tmp_path)))
+
+
+def test_dataset_foo_bar_is_one_line_naming_the_fix(tmp_path, monkeypatch, capsys):
+    """The files exist (<data_path>/foo/bar/foo/bar.inter): before, RecBole's log file failed to open."""
+    from conftest import write_tiny_dataset
+
+    write_tiny_dataset(str(tmp_path / "data" / "foo"), name="bar")
+    os.makedirs(tmp_path / "data" / "foo" / "bar" / "foo")
+    os.rename(tmp_path / "data" / "foo" / "bar" / "bar.inter", tmp_path / "data" / "foo" / "bar" / "foo" / "bar.inter")
+    monkeypatch.chdir(tmp_path)
+    from test_cli import load_runner
+
+    assert cli.run_main(load_runner().main, ["--model=SASRec", "--dataset=foo/bar", f"--data_path={tmp_path / 'data'}"],
+                        prog="run") == 2
+    err = capsys.readouterr().err
+    assert "dataset='foo/bar' is not a plain name" in err and "--dataset=bar --data_path=<data_path>/foo" in err
+    assert "Traceback" not in err and not os.path.exists(tmp_path / "log")  # refused before any work
+
+
+def test_prepare_refuses_a_dataset_name_with_a_path(tmp_path, capsys):
+    from recbole_saerec.data import prepare_amazon as pa
+
+    assert pa.main(["--dataset=foo/bar", "--category=Beauty", f"--raw_dir={tmp_path}", f"--out={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a plain name" in err and "--out=<out>/foo" in err and not os.path.exists(tmp_path / "foo")
+
+
+def test_an_intent_tag_with_a_path_is_refused(tmp_path):
+    from conftest import base_config
+    from recbole_saerec.config import Config
+    from recbole_saerec.config_check import ConfigValueError
+
+    with pytest.raises(ConfigValueError, match=r"intent_tag='\.\./elsewhere' is not a plain name"):
+        Config("SAERec", "tiny", config_dict=base_config(str(tmp_path), intent_tag="../elsewhere"))

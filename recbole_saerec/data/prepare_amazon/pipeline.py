@@ -2,6 +2,7 @@
 import os
 from collections import OrderedDict
 
+from recbole_saerec.cli import plain_name_problem
 from recbole_saerec.data.prepare_amazon.amazon2014 import read_meta, read_reviews
 from recbole_saerec.data.prepare_amazon.guard import check_attribute_join, check_coherence
 from recbole_saerec.data.prepare_amazon.iclrec import (read_datamaps, read_iclrec, read_item_attributes,
@@ -120,6 +121,9 @@ def _short_user_note(rows):
 def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset", on_bad_line="error",
             form="auto", kcore=0, show_progress=True, log=print, allow_misjoin=False, reviews_only=False):
     """Prepare one Amazon category. Returns the summary dict (also written as <dataset>.prep.json)."""
+    problem = plain_name_problem("dataset", dataset, folder_key="out")  # it names the output folder and files
+    if problem:
+        raise PrepareError(problem)
     category = category_for(dataset, category)
     raw_dir = os.path.abspath(raw_dir or default_raw_dir(dataset))
     form, inputs = locate_inputs(raw_dir, category, form)
