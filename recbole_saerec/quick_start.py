@@ -13,11 +13,11 @@ import warnings
 from logging import getLogger
 
 from recbole.data import create_dataset
-from recbole.utils import get_environment, init_logger, init_seed, set_color
+from recbole.utils import get_environment, init_seed, set_color
 
 from recbole_saerec.config import Config
 from recbole_saerec.data import check_atomic_files, check_dataset_files, split_with_protocol
-from recbole_saerec.utils import get_model, get_trainer
+from recbole_saerec.utils import get_model, get_trainer, init_logger
 
 
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
@@ -26,7 +26,7 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     check_dataset_files(config)  # [data] clear error + prepare command when the atomic files are missing
     check_atomic_files(config)  # [data] file:line errors for short lines, bad numbers, exact duplicates
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_logger(config)  # [logs] log_dir / tensorboard_dir, not RecBole's fixed ./log
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)

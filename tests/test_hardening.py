@@ -134,3 +134,71 @@ def test_an_intent_tag_with_a_path_is_refused(tmp_path):
 
     with pytest.raises(ConfigValueError, match=r"intent_tag='\.\./elsewhere' is not a plain name"):
         Config("SAERec", "tiny", config_dict=base_config(str(tmp_path), intent_tag="../elsewhere"))
+
+
+# ----------------------------------------------------------------------------- a read-only working folder
+def _abs_config(tmp_path, root, **extra):
+    from conftest import base_config
+
+    paths = {"log_dir": str(tmp_path / "logs"), "tensorboard_dir": str(tmp_path / "tb")}
+    return base_config(root, str(tmp_path / "saved"), **dict(paths, **extra))
+
+
+def test_with_every_path_absolute_nothing_is_written_in_the_working_folder(tmp_path, monkeypatch):
+    """What a read-only clone needs: RecBole's log and TensorBoard folders follow log_dir / tensorboard_dir."""
+    from conftest import write_tiny_dataset
+    from recbole_saerec.quick_start import run
+
+    root = str(tmp_path / "data")
+    write_tiny_dataset(root)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run("SASRec", "tiny", config_dict=_abs_config(tmp_path, root), saved=True)
+    assert os.listdir(work) == []
+    assert os.listdir(tmp_path / "logs" / "SASRec")[0].startswith("SASRec-tiny-")
+    assert os.listdir(tmp_path / "tb")
+
+
+def test_an_unwritable_log_folder_is_one_line_naming_the_setting(tmp_path, monkeypatch):
+    from recbole_saerec.config import Config
+    from recbole_saerec.utils import init_logger
+
+    (tmp_path / "file").write_text("")
+    config = Config("SASRec", "tiny", config_dict=_abs_config(tmp_path, str(tmp_path), log_dir=str(tmp_path / "file")))
+    with pytest.raises(cli.UsageError, match=r"cannot create .* set log_dir to a folder you can write.*log_dir: ~"):
+        init_logger(config)
+
+
+def _can_mount_read_only():
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt && mount -o remount,bind,ro /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs root and `unshare -m` to mount a read-only folder")
+def test_a_run_from_a_truly_read_only_folder(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import write_tiny_dataset
+
+    root = str(tmp_path / "data")
+    write_tiny_dataset(root)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(_abs_config(tmp_path, root)))
+    work = tmp_path / "work"
+    work.mkdir()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = (f"mount --bind {work} {work} && mount -o remount,bind,ro {work} && cd {work} && "
+               f"PYTHONPATH={repo} {sys.executable} {repo}/run_recbole_saerec.py --model=SASRec --dataset=tiny "
+               f"--config_files={tmp_path / 'run.yaml'}")
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test result:" in proc.stdout and os.listdir(work) == []
