@@ -39,6 +39,7 @@ USER_ERROR_NAMES = {
     "PrepareError",          # data.prepare_amazon: bad or missing raw files
     "IntentArtefactError",   # artefacts: missing or mismatched intent build
     "CorpusError",           # intents.corpus: no usable text
+    "IntentBuildError",      # intents.build: settings that do not fit the corpus (k > latents, no intent kept)
     "BadTextError",          # data.text: a line that is not valid in its encoding (on_bad_line: error)
     "JudgeError",            # intents.judge: an unreachable or misbehaving judge server
     "UnsupportedModelError",  # probe: a model the probe cannot read

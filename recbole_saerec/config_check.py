@@ -240,6 +240,39 @@ def unknown_key_warnings(keys):
     return lines
 
 
+# ---------------------------------------------------------------------------- rules between keys
+def _heads_divide_hidden(final):
+    hidden, heads = final.get("hidden_size"), final.get("n_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden > 0 and hidden % heads:
+        lower = hidden - hidden % heads
+        return (f"hidden_size={hidden} is not a multiple of n_heads={heads}: each attention head gets "
+                f"hidden_size / n_heads dimensions (e.g. hidden_size={lower or heads} or {lower + heads}).")
+    return None
+
+
+def _k_within_latents(final):
+    latents, k = final.get("sae_n_latents"), final.get("sae_k")
+    if not isinstance(latents, int) or isinstance(latents, bool) or latents < 1:
+        return None  # ~: the builder's rule gives at least 256 latents; k is checked against it there
+    if isinstance(k, int) and not isinstance(k, bool) and k > latents:
+        return f"sae_k={k} is more than sae_n_latents={latents}: a TopK SAE keeps k of its latents per text."
+    from recbole_saerec.intents.sae_trainer import default_k
+
+    least = min(default_k("items"), default_k("reviews"))
+    if k is None and latents < least:
+        return (f"sae_n_latents={latents} is fewer than the k active latents per text (sae_k: ~ = "
+                f"{default_k('items')} for item text, {default_k('reviews')} for reviews): set sae_n_latents >= "
+                f"{default_k('reviews')}, or set sae_k.")
+    return None
+
+
+# (keys, check): checked when every key is in the config; the check returns a sentence naming the fix
+CROSS_RULES = [
+    (("hidden_size", "n_heads"), _heads_divide_hidden),
+    (("sae_n_latents", "sae_k"), _k_within_latents),
+]
+
+
 def validate_config(final, external):
     """Warn about unknown ``external`` keys; raise ConfigValueError listing every bad value of ``final``."""
     for line in unknown_key_warnings(external):
@@ -256,5 +289,14 @@ def validate_config(final, external):
         if problem:
             source = "set by you" if key in external else "a default"
             problems.append(f"  {problem} [{source}]")
+    if not problems:  # keys that are fine one by one may still not fit together
+        for keys, check in CROSS_RULES:
+            problem = check(final) if all(k in final for k in keys) else None
+            if problem:
+                set_by = [k for k in keys if k in external]
+                source = f"set by you: {', '.join(set_by)}" if set_by else "defaults"
+                problems.append(f"  {problem} [{source}]")
+    if len(problems) == 1:  # the usual case: one line after "error:"
+        raise ConfigValueError("Invalid config (checked before any work): " + problems[0].strip())
     if problems:
         raise ConfigValueError("Invalid config (checked before any work):\n" + "\n".join(problems))

@@ -81,6 +81,7 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
         if log:
             log(f"intents: cached in {intent_dir}")
+        check_intent_count(config, intent_dir)
         return intent_dir  # the model validates what is there (or reports what is missing)
     if shared_cache and not config["intent_cache_dir"]:
         config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], config["dataset"])
@@ -92,7 +93,28 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
     builder(config, intent_dir=intent_dir)
     if log:
         log(f"intents: built in {intent_dir} in {time.time() - start:.0f}s")
+    check_intent_count(config, intent_dir)
     return intent_dir
+
+
+def check_intent_count(config, intent_dir):
+    """``intents_retrieved`` against the intent set it retrieves from: the one config check that needs the
+    intents built, done before the dataset is loaded or a model exists."""
+    import json
+
+    from recbole_saerec.artefacts import MANIFEST
+    from recbole_saerec.config_check import ConfigValueError
+
+    path = os.path.join(intent_dir, MANIFEST)
+    if "intents_retrieved" not in config or not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        n_intents = json.load(f).get("n_intents")
+    wanted = config["intents_retrieved"]
+    if isinstance(n_intents, int) and isinstance(wanted, int) and wanted > n_intents:
+        raise ConfigValueError(f"intents_retrieved={wanted} is more than the {n_intents} intents in {intent_dir}: "
+                               f"choose 1 <= intents_retrieved <= {n_intents}, or keep more intents (intent_keep, "
+                               "sae_n_latents).")
 
 
 def ensure_guided(config, dataset):

@@ -202,3 +202,72 @@ def test_a_run_from_a_truly_read_only_folder(tmp_path):
     proc = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "test result:" in proc.stdout and os.listdir(work) == []
+
+
+# ----------------------------------------------------------------------------- config mistakes, before any work
+def _one_error_line(err):
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert "Traceback" not in err and len(lines) == 2 and lines[1] == "(add --debug for the traceback)", err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--hidden_size=63", "--n_heads=2"], "hidden_size=63 is not a multiple of n_heads=2"),
+    (["--sae_n_latents=3"], "sae_n_latents=3 is fewer than the k active latents per text"),
+    (["--sae_n_latents=3", "--sae_k=8"], "sae_k=8 is more than sae_n_latents=3"),
+])
+def test_keys_that_do_not_fit_together_fail_before_any_work(tmp_path, monkeypatch, capsys, flags, expected):
+    from test_cli import load_runner
+
+    import recbole_saerec.quick_start as quick_start
+    from conftest import write_tiny_dataset
+
+    write_tiny_dataset(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(quick_start, "check_atomic_files", lambda config: pytest.fail("data read before the check"))
+    status = cli.run_main(load_runner().main, ["--model=SAERec", "--dataset=tiny", f"--data_path={tmp_path}",
+                                               *flags], prog="run")
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "Invalid config (checked before any work)" in line and expected in line and "set by you" in line
+    assert not os.path.exists(tmp_path / "log")
+
+
+def test_intents_retrieved_beyond_the_intent_set_is_one_line_before_the_data_is_loaded(tmp_path, monkeypatch,
+                                                                                        capsys):
+    import yaml
+
+    from test_cli import load_runner
+
+    import recbole_saerec.quick_start as quick_start
+    from conftest import base_config, write_fake_intents, write_tiny_dataset
+
+    write_tiny_dataset(str(tmp_path))
+    write_fake_intents(str(tmp_path / "intents"))  # 12 intents
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(_abs_config(tmp_path, str(tmp_path))))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(quick_start, "load_dataset", lambda config: pytest.fail("dataset loaded before the check"))
+    status = cli.run_main(load_runner().main, ["--model=SAERec", "--dataset=tiny", f"--config_files={tmp_path}/run.yaml",
+                                               "--intents_retrieved=100000"], prog="run")
+    assert status == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "intents_retrieved=100000 is more than the 12 intents" in line and "choose 1 <= intents_retrieved <= 12" in line
+
+
+def test_k_above_the_latents_the_rule_gives_is_one_line_before_training(tmp_path):
+    import numpy as np
+
+    from conftest import base_config, write_tiny_dataset
+    from recbole_saerec.config import Config
+    from recbole_saerec.intents.build import IntentBuildError, fit_codes
+
+    write_tiny_dataset(str(tmp_path))
+    config = Config("SAERec", "tiny", config_dict=base_config(str(tmp_path), sae_k=300))  # ~: M = 256 here
+    x = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    with pytest.raises(IntentBuildError, match=r"k=300 of M=256 latents.*set sae_n_latents >= 300 or sae_k <= 256"):
+        fit_codes(config, x, "emb", "items", str(tmp_path / "cache"), progress=False)
+    assert not os.path.exists(tmp_path / "cache")  # nothing trained, nothing cached
+    kmeans = Config("SAERec", "tiny", config_dict=base_config(str(tmp_path), intent_method="kmeans",
+                                                               kmeans_n_clusters=64))
+    with pytest.raises(IntentBuildError, match="64 clusters for 40 texts"):
+        fit_codes(kmeans, x, "emb", "items", str(tmp_path / "cache"), progress=False)
