@@ -16,7 +16,7 @@ from recbole.data import create_dataset
 from recbole.utils import get_environment, init_seed, set_color
 
 from recbole_saerec.config import Config
-from recbole_saerec.data import check_atomic_files, check_dataset_files, split_with_protocol
+from recbole_saerec.data import check_atomic_files, check_dataset_files, data_fingerprint, split_with_protocol
 from recbole_saerec.utils import get_model, get_trainer, init_logger
 
 
@@ -25,6 +25,7 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     check_dataset_files(config)  # [data] clear error + prepare command when the atomic files are missing
     check_atomic_files(config)  # [data] file:line errors for short lines, bad numbers, exact duplicates
+    config["data_files"] = data_fingerprint(config)  # [data] kept in the checkpoint: the tools check it
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)  # [logs] log_dir / tensorboard_dir, not RecBole's fixed ./log
     logger = getLogger()

@@ -139,7 +139,13 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "use_gpu", "eval_batch_size", "worker", "log_wandb", "wandb_project", "save_dataset",
                "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "single_spec", "local_rank",
                "world_size", "ip", "port", "nproc", "offset", "intent_root", "intent_dir", "intent_cache_dir",
-               "intent_num_threads", "explain_user",
+               "intent_num_threads", "explain_user", "log_dir", "tensorboard_dir",
+               # how undecodable text is read: a build whose text had such lines stopped under the old
+               # (only) behaviour, and the intents a run reads are checked by their own fingerprint
+               "on_bad_line",
+               # the data's file hashes: recorded for the analysis tools; a state saved before they were
+               # recorded lacks them, and that alone must not discard it
+               "data_files",
                # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999;
                # the packed paths and the fused CE: the same outputs and gradients, tests/test_speed_equivalence.py)
                "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce",

@@ -170,7 +170,7 @@ def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path
     from recbole_saerec.analysis.attribution import block_summary, explain_users, main
 
     result = run(model="GuidedRec", dataset="tiny", config_dict=guided_cfg(checkpoint_dir=str(tmp_path)))
-    bundle = load_model(result["saved_model_file"], quiet=True)
+    bundle = load_model(result["saved_model_file"], quiet=True, needs="guided")
     [user] = explain_users(bundle, ["u3"], topk=4)
     scores = [r["score"] for r in user["recommendations"]]
     assert user["user"] == "u3" and scores == sorted(scores, reverse=True)

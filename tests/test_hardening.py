@@ -271,3 +271,116 @@ def test_k_above_the_latents_the_rule_gives_is_one_line_before_training(tmp_path
                                                                kmeans_n_clusters=64))
     with pytest.raises(IntentBuildError, match="64 clusters for 40 texts"):
         fit_codes(kmeans, x, "emb", "items", str(tmp_path / "cache"), progress=False)
+
+
+# ----------------------------------------------------------------------------- analysis tools: which model, which data
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny SAERec and SASRec checkpoints trained through quick_start.run, and their data folder."""
+    import json
+
+    from conftest import base_config, write_fake_intents, write_tiny_dataset
+    from recbole_saerec.artefacts import MANIFEST
+    from recbole_saerec.config import Config
+    from recbole_saerec.intents.build import source_hashes
+    from recbole_saerec.quick_start import run
+
+    root = str(tmp_path_factory.mktemp("trained"))
+    write_tiny_dataset(root)
+    write_fake_intents(os.path.join(root, "intents"))
+    cfg = _abs_config(tmp_path_factory.mktemp("out"), root, intent_corpus="items", intent_item_text_fields=["title"])
+    manifest = os.path.join(root, "intents", MANIFEST)  # as a real build records its raw sources
+    with open(manifest) as f:
+        recorded = json.load(f)
+    recorded["sources"] = source_hashes(Config("SAERec", "tiny", config_dict=cfg), "items")
+    with open(manifest, "w") as f:
+        json.dump(recorded, f)
+    out = {name: run(name, "tiny", config_dict=cfg, saved=True)["saved_model_file"] for name in ("SAERec", "SASRec")}
+    return root, out
+
+
+def _data_copy(root, tmp_path, edit=None):
+    import shutil
+
+    copy = tmp_path / "moved"
+    shutil.copytree(os.path.join(root, "tiny"), copy / "tiny")
+    if edit:
+        path, old, new = copy / "tiny" / edit[0], edit[1], edit[2]
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new))
+    return str(copy)
+
+
+def test_explain_and_steer_refuse_a_model_without_intents_in_one_line(checkpoints, capsys):
+    from recbole_saerec.analysis import explain, steer
+
+    _, ckpt = checkpoints
+    for main, flags in ((explain.main, ["--user=u1"]), (steer.main, ["--match=w1a"])):
+        assert cli.run_main(main, [f"--checkpoint={ckpt['SASRec']}", *flags], prog="tool") == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert "holds a SASRec model, and this command reads a model with intents" in line
+
+
+def test_a_recbole_written_checkpoint_trusted_is_refused_by_class_not_by_a_crash(checkpoints, tmp_path, capsys):
+    """RecBole's own checkpoints pickle its Config: with --trust_checkpoint explain used to reach the model's
+    forward and fail with "unexpected keyword argument 'return_details'"."""
+    from recbole.config import Config as RecBoleConfig
+
+    from recbole_saerec.analysis import explain
+
+    root, ckpt = checkpoints
+    saved = load_checkpoint(ckpt["SASRec"])
+    config = RecBoleConfig("SASRec", "tiny", config_dict={"data_path": root, "use_gpu": False,
+                                                          "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+                                                          "train_neg_sample_args": None})
+    path = tmp_path / "recbole-SASRec.pth"
+    torch.save({"config": config, "epoch": 1, "state_dict": saved["state_dict"], "other_parameter": None}, path)
+    assert cli.run_main(explain.main, [f"--checkpoint={path}", "--trust_checkpoint", "--user=u1"], prog="explain") == 2
+    assert "holds a SASRec model" in _one_error_line(capsys.readouterr().err)
+
+
+def test_attribution_refuses_a_model_without_attribute_blocks(checkpoints, capsys):
+    from recbole_saerec.analysis import attribution
+
+    _, ckpt = checkpoints
+    assert cli.run_main(attribution.main, [f"--checkpoint={ckpt['SAERec']}"], prog="attribution") == 2
+    assert "holds a SAERec model, and this command reads GuidedRec" in _one_error_line(capsys.readouterr().err)
+
+
+def test_explain_refuses_item_texts_changed_since_training(checkpoints, tmp_path, capsys):
+    """Same ids, other texts: explain printed other items' titles beside the old intents."""
+    from recbole_saerec.analysis import explain
+
+    root, ckpt = checkpoints
+    moved = _data_copy(root, tmp_path)
+    assert cli.run_main(explain.main, [f"--checkpoint={ckpt['SAERec']}", f"--data_path={moved}", "--user=u1"],
+                        prog="explain") == 0  # the same files elsewhere: fine
+    capsys.readouterr()
+    changed = _data_copy(root, tmp_path / "b", ("tiny.item", "skincare product number 1\n", "lipstick number 1\n"))
+    assert cli.run_main(explain.main, [f"--checkpoint={ckpt['SAERec']}", f"--data_path={changed}", "--user=u1"],
+                        prog="explain") == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "tiny.item changed after" in line and "Restore the file" in line
+
+
+def test_a_checkpoint_from_before_the_data_record_is_checked_against_its_intent_build(checkpoints, tmp_path):
+    from recbole_saerec.analysis.explain import load_model
+
+    root, ckpt = checkpoints
+    saved = load_checkpoint(ckpt["SAERec"])
+    del saved["config"]["data_files"]
+    old = str(tmp_path / "old.pth")
+    save_tensor_file_atomic(old, saved)
+    changed = _data_copy(root, tmp_path, ("tiny.item", "makeup product number 2\n", "perfume number 2\n"))
+    with pytest.raises(cli.UsageError, match=r"tiny\.item changed after .* the texts its intents were built from"):
+        load_model(old, data_path=changed)
+
+
+def test_probe_refuses_interactions_changed_since_training(checkpoints, tmp_path):
+    from recbole_saerec.analysis.probe import load_probed
+
+    root, ckpt = checkpoints
+    changed = _data_copy(root, tmp_path, ("tiny.inter", "u1\ti", "u1\ti1\t1\nu1\ti"))
+    with pytest.raises(cli.UsageError, match=r"tiny\.inter changed after"):
+        load_probed(ckpt["SASRec"], data_path=changed)

@@ -56,7 +56,7 @@ class Bundle:
     checkpoint: str
 
 
-def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False):
+def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False, needs="intents"):
     """Load a saved checkpoint like RecBole's ``load_data_and_model``, through the plugin.
 
     Config comes from the checkpoint; dataset and splits are rebuilt with the plugin's
@@ -69,12 +69,14 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
         data_path: folder holding ``<dataset>/`` when it moved since training (the config key).
         device: 'cpu' / 'cuda'; default: the training device if available, else the CPU.
         trust: allow a full pickled checkpoint (only for files you trust: unpickling can run code).
+        needs: what the caller reads of the model (``checkpoints.MODEL_NEEDS``): a checkpoint of
+            another model, or data changed since training, is refused before anything is loaded.
     """
     import logging
 
     from recbole.utils import init_seed
 
-    from recbole_saerec.analysis.checkpoints import checkpoint_config, read_checkpoint
+    from recbole_saerec.analysis.checkpoints import check_checkpoint_fits, checkpoint_config, read_checkpoint
     from recbole_saerec.data import split_with_protocol
     from recbole_saerec.quick_start import load_dataset
     from recbole_saerec.utils import get_model
@@ -84,6 +86,7 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
     config = checkpoint_config(saved)
     if data_path:
         config["data_path"] = os.path.join(data_path, config["dataset"])
+    check_checkpoint_fits(saved, config, needs)
     if device is None:
         device = config["device"]
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -103,7 +106,7 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
         # checkpoint): refuse an artefact build other than the one the model was trained with.
         if state["intent_vectors"].shape != model.intent_vectors.shape or not torch.equal(
                 state["intent_vectors"].cpu(), model.intent_vectors.cpu()):
-            raise ValueError(
+            raise UsageError(
                 f"The intent artefacts in {model.intent_dir} are not the ones {checkpoint} was trained with "
                 f"(intent vectors differ: {tuple(state['intent_vectors'].shape)} saved vs "
                 f"{tuple(model.intent_vectors.shape)} now). Point intent_dir at the original build.")
