@@ -384,3 +384,12 @@ def test_probe_refuses_interactions_changed_since_training(checkpoints, tmp_path
     changed = _data_copy(root, tmp_path, ("tiny.inter", "u1\ti", "u1\ti1\t1\nu1\ti"))
     with pytest.raises(cli.UsageError, match=r"tiny\.inter changed after"):
         load_probed(ckpt["SASRec"], data_path=changed)
+
+
+# ----------------------------------------------------------------------------- documented
+def test_the_readme_says_how_to_resume_and_where_logs_go():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert "### Resuming an interrupted run" in readme and "--resume_state=True" in readme
+    assert "`log_dir`" in readme and "`tensorboard_dir`" in readme and "read-only clone" in readme
