@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recbole_saerec import cli
-from recbole_saerec.artefacts import DamagedFileError, save_tensor_file_atomic
+from recbole_saerec.artefacts import save_tensor_file_atomic
 from recbole_saerec.trainer import load_checkpoint
 
 
@@ -30,6 +30,8 @@ def _cut(path, keep=0.5):
 # ----------------------------------------------------------------------------- damaged checkpoints
 @pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
 def test_a_checkpoint_cut_in_half_is_called_damaged(tmp_path, trust):
+    from recbole_saerec.artefacts import DamagedFileError
+
     path = _plain_checkpoint(tmp_path / "SASRec.pth")
     _cut(path)
     with pytest.raises(DamagedFileError, match=r"is damaged: its zip archive is incomplete.*cut short.*"
@@ -38,6 +40,8 @@ def test_a_checkpoint_cut_in_half_is_called_damaged(tmp_path, trust):
 
 
 def test_a_pickled_checkpoint_cut_short_is_damaged_not_untrusted(tmp_path):
+    from recbole_saerec.artefacts import DamagedFileError
+
     path = tmp_path / "RecBole-made.pth"
     torch.save({"config": _Opaque(), "state_dict": {"w": torch.randn(64, 64)}}, path)
     _cut(path)
@@ -46,6 +50,8 @@ def test_a_pickled_checkpoint_cut_short_is_damaged_not_untrusted(tmp_path):
 
 
 def test_overwritten_bytes_fail_the_checksum(tmp_path):
+    from recbole_saerec.artefacts import DamagedFileError
+
     path = _plain_checkpoint(tmp_path / "SASRec.pth")
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
