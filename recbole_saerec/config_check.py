@@ -13,7 +13,8 @@ run before the dataset is read, the encoder is loaded or an SAE is trained.
 * Ranges and choices live in ``RULES`` (one table): an interval string in
   RecBole's own notation (``"[0, 1)"``, ``"[1, inf)"``), a tuple of allowed
   values, ``PLAIN_NAME`` (a name that becomes part of folder and file names: the dataset,
-  the intent tag), or ``ANY`` (paths, free text: type check only). Every plugin key
+  the intent tag), ``OPTIONAL`` (like ``ANY``, and ``~`` switches the thing off although the
+  default is set: the log folders), or ``ANY`` (paths, free text: type check only). Every plugin key
   has an entry (tests/test_config_check.py enforces it).
 """
 import difflib
@@ -30,6 +31,7 @@ from recbole_saerec.intents.judge import BACKENDS, KEEP_RULE_NAMES
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 ANY = "any"
 PLAIN_NAME = "plain name"  # part of folder and file names: cli.plain_name_problem says what is allowed
+OPTIONAL = "optional"      # any value of the key's type, or ~ (off) although the default is set
 POSITIVE_INT = "[1, inf)"
 NON_NEGATIVE = "[0, inf)"
 POSITIVE = "(0, inf)"
@@ -43,7 +45,7 @@ RULES = {
     "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
     "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": tuple(TEXT_POLICIES),
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
-    "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY, "log_dir": ANY, "tensorboard_dir": ANY,
+    "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY, "log_dir": OPTIONAL, "tensorboard_dir": OPTIONAL,
     "intent_root": ANY, "intent_tag": PLAIN_NAME, "intent_dir": ANY, "intent_autobuild": ANY,
     # --- dataset yamls ---
     "data_path": ANY, "USER_ID_FIELD": ANY, "ITEM_ID_FIELD": ANY, "TIME_FIELD": ANY, "load_col": ANY,
@@ -206,10 +208,12 @@ def check_value(key, value, typ=None, none_ok=True, where=None):
     origin = f" (declared at properties/{where})" if where else ""
     if value is None:
         rule = RULES.get(key)
-        if none_ok or (isinstance(rule, tuple) and None in rule):
+        if none_ok or rule == OPTIONAL or (isinstance(rule, tuple) and None in rule):
             return None
         return f"{key}=None: this key needs a {typ} value{origin}."
     rule = RULES.get(key, ANY)
+    if rule == OPTIONAL:
+        rule = ANY
     if rule == PLAIN_NAME:
         return plain_name_problem(key, value)
     if isinstance(rule, tuple) and any(value == c and type(value) is type(c) for c in rule):

@@ -176,6 +176,17 @@ def test_an_unwritable_log_folder_is_one_line_naming_the_setting(tmp_path, monke
         init_logger(config)
 
 
+def test_log_settings_set_to_none_write_no_log_files(tmp_path, monkeypatch):
+    from conftest import write_tiny_dataset
+    from recbole_saerec.quick_start import run
+
+    write_tiny_dataset(str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    run("SASRec", "tiny", config_dict=_abs_config(tmp_path, str(tmp_path / "data"), log_dir=None,
+                                                  tensorboard_dir=None), saved=True)
+    assert sorted(os.listdir(tmp_path)) == ["data", "saved"]
+
+
 def _can_mount_read_only():
     import shutil
     import subprocess
