@@ -77,7 +77,7 @@ RULES = {
     "use_personal": ANY, "use_public": ANY,
     "fusion": ("adaptive", "sum", "mean", "residual"),
     "use_ema": ANY,
-    "mask_history": (True, False),   # the lead's keys; typed here until their yaml lines land
+    "mask_history": (True, False),
     "resume_state": (True, False),
     "autocast_bf16": ANY, "pack_tokens": ANY, "pack_attention": ANY, "fused_ce": ANY, "compile": ANY,
     # --- intent judge ---
@@ -291,7 +291,7 @@ def validate_config(final, external):
         # interaction intervals at ~); None is only questioned when the user set it
         problem = check_value(key, final[key], typ, none_ok or key not in external, where)
         if problem:
-            source = "set by you" if key in external else "a default"
+            source = "set by you" if key in external or key in ("model", "dataset") else "a default"
             problems.append(f"  {problem} [{source}]")
     if not problems:  # keys that are fine one by one may still not fit together
         for keys, check in CROSS_RULES:

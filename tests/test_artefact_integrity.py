@@ -1,5 +1,5 @@
 """Artefacts and caches carry content hashes checked on load; writes are atomic; builds and
-encodings on one cache are safe to run together (issue 17). Tiny data, no real encoder."""
+encodings on one cache are safe to run together. Tiny data, no real encoder."""
 import json
 import multiprocessing
 import os

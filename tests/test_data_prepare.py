@@ -354,7 +354,7 @@ def test_paper_counts_from_shared_data(tmp_path):
 @pytest.mark.skipif(not os.path.isfile(os.path.join(_shared_beauty(), "Beauty.txt")),
                     reason="shared amazon-beauty data absent (<repo>/../shared or $RECBOLE_SAEREC_SHARED)")
 def test_permuted_ids_beside_real_datamaps_refused(tmp_path):
-    """Issue 17: Beauty.txt with its item ids relabelled prepares with the right counts but every item
+    """Beauty.txt with its item ids relabelled prepares with the right counts but every item
     joined to another item's ASIN; the mis-join guard must refuse it."""
     src = _shared_beauty()
     raw = tmp_path / "raw"
@@ -502,7 +502,7 @@ def test_check_dataset_files_lists_missing_and_prepare_command(tmp_path):
     check_dataset_files(config)  # present: no error
 
 
-# ----------------------------------------------------------------------------- issue 17: mis-join guard
+# ----------------------------------------------------------------------------- the mis-join guards
 def make_brand_walks(raw, relabel=None, n_users=60, n_items=60, seed=0, seq_name="Beauty.txt"):
     """Users shop within one of 6 brands (as real sequences do); ``relabel`` maps sequence ids to
     other ids of the same datamaps, as a sequence file numbered by another release would."""

@@ -46,7 +46,7 @@ The dataset yaml loads only user_id, item_id, timestamp; the intent corpus build
 the text columns from these files itself (keys ``intent_item_text_fields`` and
 ``intent_review_text_fields``).
 
-The package, read in this order (issue 16): ``schema`` (the column contract, the known
+The package, read in this order: ``schema`` (the column contract, the known
 datasets), ``inputs`` (where the raw files are, which form), ``lines`` (reading lines and
 fields, the bad-line policy), ``amazon2014`` and ``iclrec`` (one reader each), ``guard``
 (the mis-join guards), ``write`` (the atomic files, the summary), ``pipeline`` (``prepare``,
