@@ -45,7 +45,8 @@ RULES = {
     "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
     "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": tuple(TEXT_POLICIES),
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
-    "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY, "log_dir": OPTIONAL, "tensorboard_dir": OPTIONAL,
+    "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
+    "log_dir": OPTIONAL, "tensorboard_dir": OPTIONAL,
     "intent_root": ANY, "intent_tag": PLAIN_NAME, "intent_dir": ANY, "intent_autobuild": ANY,
     # --- dataset yamls ---
     "data_path": ANY, "USER_ID_FIELD": ANY, "ITEM_ID_FIELD": ANY, "TIME_FIELD": ANY, "load_col": ANY,

@@ -264,11 +264,13 @@ def test_intents_retrieved_beyond_the_intent_set_is_one_line_before_the_data_is_
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(_abs_config(tmp_path, str(tmp_path))))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(quick_start, "load_dataset", lambda config: pytest.fail("dataset loaded before the check"))
-    status = cli.run_main(load_runner().main, ["--model=SAERec", "--dataset=tiny", f"--config_files={tmp_path}/run.yaml",
-                                               "--intents_retrieved=100000"], prog="run")
+    status = cli.run_main(load_runner().main, ["--model=SAERec", "--dataset=tiny",
+                                               f"--config_files={tmp_path}/run.yaml", "--intents_retrieved=100000"],
+                          prog="run")
     assert status == 2
     line = _one_error_line(capsys.readouterr().err)
-    assert "intents_retrieved=100000 is more than the 12 intents" in line and "choose 1 <= intents_retrieved <= 12" in line
+    assert "intents_retrieved=100000 is more than the 12 intents" in line
+    assert "choose 1 <= intents_retrieved <= 12" in line
 
 
 def test_k_above_the_latents_the_rule_gives_is_one_line_before_training(tmp_path):

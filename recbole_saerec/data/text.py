@@ -67,7 +67,8 @@ class BadLines:
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError as exc:
-            reason = f"not valid {encoding} ({exc.reason} at byte {exc.start + 1} of the line: {raw[exc.start:exc.end]!r})"
+            reason = (f"not valid {encoding} ({exc.reason} at byte {exc.start + 1} of the line: "
+                      f"{raw[exc.start:exc.end]!r})")
             if self.mode == "error":
                 raise self.error(f"{path}:{lineno}: {reason}. Fix: {fix_hint(self.flag)}.") from None
             if self.mode == "skip":

@@ -34,6 +34,7 @@ from recbole_saerec.intents.build.sources import check_build_settings, check_int
 from recbole_saerec.intents.build.stages import (IntentBuildError, codes_matrix, fit_codes, item_activations,
                                                  sae_seed, top_examples)
 
-__all__ = ["GROUNDING_KEYS", "IntentBuildError", "VERDICT_ORDER", "build_intents", "check_build_settings", "check_intent_sources", "codes_matrix", "fit_codes",
+__all__ = ["GROUNDING_KEYS", "IntentBuildError", "VERDICT_ORDER", "build_intents", "check_build_settings",
+           "check_intent_sources", "codes_matrix", "fit_codes",
            "ground_latents", "grounding_summary", "item_activations", "sae_seed", "source_hashes", "top_examples",
            "write_catalogue_tables", "write_grounding_plot", "write_itemintent", "write_plot"]
