@@ -211,6 +211,17 @@ def test_fill_missing_asks_the_lm_once_per_gap_and_caches_the_answer(guided_cfg,
     again, _ = fill_missing(config, rows, fresh(), templates, str(tmp_path))
     assert again == texts and len(FakeLM.asked) == 2  # answered from the JSONL cache
 
+    # a cache line that is not UTF-8 follows on_bad_line (data/text.py): stop, or ask that gap again
+    from recbole_saerec.data.text import BadTextError
+
+    (cache,) = tmp_path.glob("fill-*.jsonl")
+    lines = cache.read_bytes().splitlines(keepends=True)
+    cache.write_bytes(lines[0].replace(b'"key"', b'"k\xff\xfeey"') + b"".join(lines[1:]))
+    with pytest.raises(BadTextError, match=r"fill-.*\.jsonl:1: not valid utf-8"):
+        fill_missing(config, rows, fresh(), templates, str(tmp_path))
+    monkeypatch.setattr(FakeLM, "on_bad_line", "skip")
+    assert fill_missing(config, rows, fresh(), templates, str(tmp_path))[0] == texts and len(FakeLM.asked) == 3
+
 
 def test_fill_missing_without_an_lm_backend_invents_nothing(tmp_path):
     from recbole_saerec.intents.guided import fill_missing

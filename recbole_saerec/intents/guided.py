@@ -143,7 +143,7 @@ def fill_missing(config, rows, texts, templates, cache_dir):
     path = os.path.join(cache_dir, f"fill-{hashlib.sha1(judge.model.encode()).hexdigest()[:10]}.jsonl")
     cache = {}
     if os.path.isfile(path):
-        bad = BadLines(setting(config, "on_bad_line"))
+        bad = BadLines(judge.on_bad_line)  # the config's on_bad_line, as make_judge read it
         for _, line in iter_lines(path, bad):
             try:
                 rec = json.loads(line)
