@@ -56,6 +56,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from logging import getLogger
 
@@ -157,8 +158,41 @@ def write_json_atomic(path, obj):
 
 
 def save_tensor_file_atomic(path, obj):
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through an open file, not the path: given a path, torch.save names the archive's inner folder
+    # after the file, here the unique temporary name, so two identical saves differed in their bytes
+    # and the sha256 the manifest records could not show that two builds are the same.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+
+
+class DamagedFileError(ValueError):
+    """A tensor file (checkpoint, artefact) cut short or overwritten: no loader can read it."""
+
+
+def tensor_file_damage(path):
+    """Why ``path`` cannot be a whole torch file, or None when nothing is wrong with its structure.
+
+    torch.save writes a zip archive whose members carry CRC-32 checksums: a file cut short lacks
+    the archive's directory (at its end), and bytes overwritten inside fail a checksum. Telling
+    this apart from a file that is whole but needs pickle code (``--trust_checkpoint``) keeps the
+    advice right: no flag makes a damaged file loadable.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "it is empty (0 bytes)"
+    if head[:2] != b"PK":
+        # torch < 1.6 wrote a bare pickle (protocol 2 starts with 0x80): nothing to check
+        return None if head[:1] == b"\x80" else f"it is not a torch file ({size} bytes, no zip archive)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        return f"its zip archive is incomplete ({exc}; {size} bytes): the file was cut short"
+    if bad is not None:
+        return f"its part {bad} fails its checksum: bytes were overwritten"
+    return None
 
 
 def file_sha256(path, chunk=1 << 20):

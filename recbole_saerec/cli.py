@@ -15,6 +15,7 @@ This module imports neither torch nor RecBole: ``--help`` and errors stay instan
 """
 import contextlib
 import os
+import re
 import sys
 import warnings
 
@@ -31,14 +32,39 @@ USER_ERROR_NAMES = {
     "UsageError",            # this module: flags, config files, checkpoints
     "UnknownModelError",     # utils.get_model: misspelled model name
     "UntrustedCheckpointError",  # trainer.load_checkpoint: a pickle checkpoint without --trust_checkpoint
+    "DamagedFileError",      # artefacts: a checkpoint or tensor file cut short or overwritten
     "DatasetFilesMissingError",  # data.check: dataset not prepared / data_path wrong
     "AtomicFileError",       # data.check: a malformed atomic file (names file and line)
     "ConfigValueError",      # config_check: a config value out of range / of the wrong type
     "PrepareError",          # data.prepare_amazon: bad or missing raw files
     "IntentArtefactError",   # artefacts: missing or mismatched intent build
     "CorpusError",           # intents.corpus: no usable text
+    "IntentBuildError",      # intents.build: settings that do not fit the corpus (k > latents, no intent kept)
+    "BadTextError",          # data.text: a line that is not valid in its encoding (on_bad_line: error)
+    "JudgeError",            # intents.judge: an unreachable or misbehaving judge server
     "UnsupportedModelError",  # probe: a model the probe cannot read
 }
+
+
+# A dataset name (or an intent tag) becomes part of folder and file names: <data_path>/<dataset>/<dataset>.inter,
+# RecBole's log file, saved_intents/<dataset>/<intent_tag>. A path separator or a leading dot would put
+# them somewhere else (or nowhere: RecBole's log file then fails to open); the folder belongs in data_path.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def plain_name_problem(key, value, folder_key="data_path"):
+    """Why ``value`` cannot be the name ``key`` asks for (a sentence naming the fix), or None.
+
+    ``folder_key``: the setting a folder in a dataset name belongs to (the prepare command's --out).
+    """
+    if isinstance(value, str) and PLAIN_NAME.fullmatch(value):
+        return None
+    hint = ""
+    if key == "dataset" and isinstance(value, str) and ("/" in value or "\\" in value):
+        folder, _, name = value.replace("\\", "/").rstrip("/").rpartition("/")
+        hint = f" The folder belongs in {folder_key}: --{key}={name} --{folder_key}=<{folder_key}>/{folder}."
+    return (f"{key}={value!r} is not a plain name: use letters, digits, '.', '_', '-' and '+', starting with a "
+            f"letter or digit (it becomes part of folder and file names).{hint}")
 
 
 def is_user_error(exc):

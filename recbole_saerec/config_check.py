@@ -12,7 +12,9 @@ run before the dataset is read, the encoder is loaded or an SAE is trained.
   line (the one place a key is declared); ``~`` in that yaml means None is allowed.
 * Ranges and choices live in ``RULES`` (one table): an interval string in
   RecBole's own notation (``"[0, 1)"``, ``"[1, inf)"``), a tuple of allowed
-  values, or ``ANY`` (names, paths, free text: type check only). Every plugin key
+  values, ``PLAIN_NAME`` (a name that becomes part of folder and file names: the dataset,
+  the intent tag), ``OPTIONAL`` (like ``ANY``, and ``~`` switches the thing off although the
+  default is set: the log folders), or ``ANY`` (paths, free text: type check only). Every plugin key
   has an entry (tests/test_config_check.py enforces it).
 """
 import difflib
@@ -22,10 +24,14 @@ import os
 import re
 from logging import getLogger
 
+from recbole_saerec.cli import plain_name_problem
+from recbole_saerec.data.text import POLICIES as TEXT_POLICIES
 from recbole_saerec.intents.judge import BACKENDS, KEEP_RULE_NAMES
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 ANY = "any"
+PLAIN_NAME = "plain name"  # part of folder and file names: cli.plain_name_problem says what is allowed
+OPTIONAL = "optional"      # any value of the key's type, or ~ (off) although the default is set
 POSITIVE_INT = "[1, inf)"
 NON_NEGATIVE = "[0, inf)"
 POSITIVE = "(0, inf)"
@@ -37,10 +43,11 @@ RULES = {
     # --- overall.yaml: protocol and training ---
     "eval_args": ANY, "metrics": ANY, "topk": ANY, "valid_metric": ANY,
     "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
-    "protocol": ("clean", "authors_leaky"), "encoding": ANY,
+    "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": tuple(TEXT_POLICIES),
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
     "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
-    "intent_root": ANY, "intent_tag": ANY, "intent_dir": ANY, "intent_autobuild": ANY,
+    "log_dir": OPTIONAL, "tensorboard_dir": OPTIONAL,
+    "intent_root": ANY, "intent_tag": PLAIN_NAME, "intent_dir": ANY, "intent_autobuild": ANY,
     # --- dataset yamls ---
     "data_path": ANY, "USER_ID_FIELD": ANY, "ITEM_ID_FIELD": ANY, "TIME_FIELD": ANY, "load_col": ANY,
     "rm_dup_inter": ("first", "last", None), "val_interval": ANY, "filter_inter_by_user_or_item": ANY,
@@ -71,7 +78,7 @@ RULES = {
     "use_personal": ANY, "use_public": ANY,
     "fusion": ("adaptive", "sum", "mean", "residual"),
     "use_ema": ANY,
-    "mask_history": (True, False),   # the lead's keys; typed here until their yaml lines land
+    "mask_history": (True, False),
     "resume_state": (True, False),
     "autocast_bf16": ANY, "pack_tokens": ANY, "pack_attention": ANY, "fused_ce": ANY, "bf16_ce": SWITCH, "cpu_rand_dropout": ANY, "compile": ANY,
     # --- intent judge ---
@@ -110,7 +117,7 @@ RULES = {
     "guided_fill": ANY, "base_checkpoint": ANY, "base_reduction": ("pca", "linear"), "base_dim": POSITIVE_INT,
     "base_variance": "(0, 1]", "base_finetune": ANY,
     # --- the demo yaml / command lines (the runners pass these through RecBole's parser) ---
-    "model": ANY, "dataset": ANY, "config_files": ANY, "use_gpu": ANY, "explain_user": ANY,
+    "model": ANY, "dataset": PLAIN_NAME, "config_files": ANY, "use_gpu": ANY, "explain_user": ANY,
 }
 
 # "token": a raw dataset id such as a user id; RecBole's command-line parser turns "196" into 196.
@@ -202,10 +209,14 @@ def check_value(key, value, typ=None, none_ok=True, where=None):
     origin = f" (declared at properties/{where})" if where else ""
     if value is None:
         rule = RULES.get(key)
-        if none_ok or (isinstance(rule, tuple) and None in rule):
+        if none_ok or rule == OPTIONAL or (isinstance(rule, tuple) and None in rule):
             return None
         return f"{key}=None: this key needs a {typ} value{origin}."
     rule = RULES.get(key, ANY)
+    if rule == OPTIONAL:
+        rule = ANY
+    if rule == PLAIN_NAME:
+        return plain_name_problem(key, value)
     if isinstance(rule, tuple) and any(value == c and type(value) is type(c) for c in rule):
         return None
     if typ in TYPES and (not isinstance(value, TYPES[typ]) or (typ in ("int", "float") and isinstance(value, bool))):
@@ -234,6 +245,39 @@ def unknown_key_warnings(keys):
     return lines
 
 
+# ---------------------------------------------------------------------------- rules between keys
+def _heads_divide_hidden(final):
+    hidden, heads = final.get("hidden_size"), final.get("n_heads")
+    if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden > 0 and hidden % heads:
+        lower = hidden - hidden % heads
+        return (f"hidden_size={hidden} is not a multiple of n_heads={heads}: each attention head gets "
+                f"hidden_size / n_heads dimensions (e.g. hidden_size={lower or heads} or {lower + heads}).")
+    return None
+
+
+def _k_within_latents(final):
+    latents, k = final.get("sae_n_latents"), final.get("sae_k")
+    if not isinstance(latents, int) or isinstance(latents, bool) or latents < 1:
+        return None  # ~: the builder's rule gives at least 256 latents; k is checked against it there
+    if isinstance(k, int) and not isinstance(k, bool) and k > latents:
+        return f"sae_k={k} is more than sae_n_latents={latents}: a TopK SAE keeps k of its latents per text."
+    from recbole_saerec.intents.sae_trainer import default_k
+
+    least = min(default_k("items"), default_k("reviews"))
+    if k is None and latents < least:
+        return (f"sae_n_latents={latents} is fewer than the k active latents per text (sae_k: ~ = "
+                f"{default_k('items')} for item text, {default_k('reviews')} for reviews): set sae_n_latents >= "
+                f"{default_k('reviews')}, or set sae_k.")
+    return None
+
+
+# (keys, check): checked when every key is in the config; the check returns a sentence naming the fix
+CROSS_RULES = [
+    (("hidden_size", "n_heads"), _heads_divide_hidden),
+    (("sae_n_latents", "sae_k"), _k_within_latents),
+]
+
+
 def validate_config(final, external):
     """Warn about unknown ``external`` keys; raise ConfigValueError listing every bad value of ``final``."""
     for line in unknown_key_warnings(external):
@@ -248,7 +292,16 @@ def validate_config(final, external):
         # interaction intervals at ~); None is only questioned when the user set it
         problem = check_value(key, final[key], typ, none_ok or key not in external, where)
         if problem:
-            source = "set by you" if key in external else "a default"
+            source = "set by you" if key in external or key in ("model", "dataset") else "a default"
             problems.append(f"  {problem} [{source}]")
+    if not problems:  # keys that are fine one by one may still not fit together
+        for keys, check in CROSS_RULES:
+            problem = check(final) if all(k in final for k in keys) else None
+            if problem:
+                set_by = [k for k in keys if k in external]
+                source = f"set by you: {', '.join(set_by)}" if set_by else "defaults"
+                problems.append(f"  {problem} [{source}]")
+    if len(problems) == 1:  # the usual case: one line after "error:"
+        raise ConfigValueError("Invalid config (checked before any work): " + problems[0].strip())
     if problems:
         raise ConfigValueError("Invalid config (checked before any work):\n" + "\n".join(problems))

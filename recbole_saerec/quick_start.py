@@ -13,11 +13,11 @@ import warnings
 from logging import getLogger
 
 from recbole.data import create_dataset
-from recbole.utils import get_environment, init_logger, init_seed, set_color
+from recbole.utils import get_environment, init_seed, set_color
 
 from recbole_saerec.config import Config
-from recbole_saerec.data import check_atomic_files, check_dataset_files, split_with_protocol
-from recbole_saerec.utils import get_model, get_trainer
+from recbole_saerec.data import check_atomic_files, check_dataset_files, data_fingerprint, split_with_protocol
+from recbole_saerec.utils import get_model, get_trainer, init_logger
 
 
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
@@ -25,8 +25,9 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     config = Config(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
     check_dataset_files(config)  # [data] clear error + prepare command when the atomic files are missing
     check_atomic_files(config)  # [data] file:line errors for short lines, bad numbers, exact duplicates
+    config["data_files"] = data_fingerprint(config)  # [data] kept in the checkpoint: the tools check it
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_logger(config)  # [logs] log_dir / tensorboard_dir, not RecBole's fixed ./log
     logger = getLogger()
     logger.info(sys.argv)
     logger.info(config)
@@ -81,6 +82,7 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
         if log:
             log(f"intents: cached in {intent_dir}")
+        check_intent_count(config, intent_dir)
         return intent_dir  # the model validates what is there (or reports what is missing)
     if shared_cache and not config["intent_cache_dir"]:
         config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], config["dataset"])
@@ -92,7 +94,28 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
     builder(config, intent_dir=intent_dir)
     if log:
         log(f"intents: built in {intent_dir} in {time.time() - start:.0f}s")
+    check_intent_count(config, intent_dir)
     return intent_dir
+
+
+def check_intent_count(config, intent_dir):
+    """``intents_retrieved`` against the intent set it retrieves from: the one config check that needs the
+    intents built, done before the dataset is loaded or a model exists."""
+    import json
+
+    from recbole_saerec.artefacts import MANIFEST
+    from recbole_saerec.config_check import ConfigValueError
+
+    path = os.path.join(intent_dir, MANIFEST)
+    if "intents_retrieved" not in config or not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        n_intents = json.load(f).get("n_intents")
+    wanted = config["intents_retrieved"]
+    if isinstance(n_intents, int) and isinstance(wanted, int) and wanted > n_intents:
+        raise ConfigValueError(f"intents_retrieved={wanted} is more than the {n_intents} intents in {intent_dir}: "
+                               f"choose 1 <= intents_retrieved <= {n_intents}, or keep more intents (intent_keep, "
+                               "sae_n_latents).")
 
 
 def ensure_guided(config, dataset):

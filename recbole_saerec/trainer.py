@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import save_tensor_file_atomic
+from recbole_saerec.artefacts import DamagedFileError, save_tensor_file_atomic, tensor_file_damage
 
 CHECKPOINT_FORMAT = "recbole_saerec.checkpoint/1"
 RESUME_SUFFIX = "-resume.pth"
@@ -79,6 +79,10 @@ def load_checkpoint(path, map_location="cpu", trust=False):
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at {path}.")
+    damage = tensor_file_damage(path)
+    if damage:  # not a trust question: no flag makes a damaged file load
+        raise DamagedFileError(f"{path} is damaged: {damage}. It cannot be loaded, with or without "
+                               f"--trust_checkpoint: use another copy of the checkpoint, or train again.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError/RuntimeError variants
@@ -135,7 +139,13 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                "use_gpu", "eval_batch_size", "worker", "log_wandb", "wandb_project", "save_dataset",
                "save_dataloaders", "dataset_save_path", "dataloaders_save_path", "single_spec", "local_rank",
                "world_size", "ip", "port", "nproc", "offset", "intent_root", "intent_dir", "intent_cache_dir",
-               "intent_num_threads", "explain_user",
+               "intent_num_threads", "explain_user", "log_dir", "tensorboard_dir",
+               # how undecodable text is read: a build whose text had such lines stopped under the old
+               # (only) behaviour, and the intents a run reads are checked by their own fingerprint
+               "on_bad_line",
+               # the data's file hashes: recorded for the analysis tools; a state saved before they were
+               # recorded lacks them, and that alone must not discard it
+               "data_files",
                # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999;
                # the packed paths and the fused CE: the same outputs and gradients, tests/test_speed_equivalence.py)
                "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce", "cpu_rand_dropout",

@@ -1,5 +1,5 @@
 """Artefacts and caches carry content hashes checked on load; writes are atomic; builds and
-encodings on one cache are safe to run together (issue 17). Tiny data, no real encoder."""
+encodings on one cache are safe to run together. Tiny data, no real encoder."""
 import json
 import multiprocessing
 import os
@@ -59,8 +59,8 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
     save_tensor_file_atomic(path, {"v": torch.ones(3)})
 
     def dies_half_way(obj, f):
-        with open(f, "wb") as out:
-            out.write(b"partial")
+        f.write(b"partial")
+        f.flush()
         raise KeyboardInterrupt  # a kill in the middle of the write
 
     monkeypatch.setattr(artefacts.torch, "save", dies_half_way)
@@ -69,6 +69,24 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["v"], torch.ones(3))
     assert os.listdir(tmp_path) == ["x.pt"]  # no stray temporary
+
+
+def test_identical_saves_are_identical_files(tmp_path):
+    """The manifest's sha256 shows that two builds are the same only if the same content gives the
+    same bytes: torch.save given a path stores that path's (temporary, unique) name in the archive."""
+    obj = {"vectors": torch.arange(6.0).reshape(2, 3), "latent_ids": torch.arange(2), "fingerprint": {"k": 3}}
+    save_tensor_file_atomic(str(tmp_path / "a.pt"), obj)
+    save_tensor_file_atomic(str(tmp_path / "b.pt"), obj)
+    assert artefacts.file_sha256(tmp_path / "a.pt") == artefacts.file_sha256(tmp_path / "b.pt")
+
+
+def test_two_identical_builds_record_the_same_hashes(tmp_path):
+    manifests = []
+    for name in ("one", "two"):
+        write_fake_intents(str(tmp_path / name))
+        with open(tmp_path / name / MANIFEST) as f:
+            manifests.append(json.load(f)["sha256"])
+    assert manifests[0] == manifests[1]
 
 
 def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
@@ -131,7 +149,8 @@ def test_damaged_embedding_cache_is_encoded_again(tmp_path, caplog):
         f.seek(os.path.getsize(final) - 64)
         f.write(b"\x7f" * 64)  # same size, other numbers
     enc = FakeEncoder()
-    again = encode_cached(enc, TEXTS, cache, chunk_size=16, progress=False)
+    with caplog.at_level("WARNING"):  # whatever level an earlier run in this process left the root logger at
+        again = encode_cached(enc, TEXTS, cache, chunk_size=16, progress=False)
     assert enc.n_encoded == len(TEXTS) and np.array_equal(again, first)
     assert "damaged or unverifiable" in caplog.text
     enc = FakeEncoder()

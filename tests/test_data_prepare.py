@@ -268,6 +268,48 @@ def test_iclrec_duplicates_and_bad_lines(tmp_path):
     assert s["counts"] == {"users": 1, "items": 4, "interactions": 4}
 
 
+def _spoil_title(path, good, bad_bytes=b"\xff\xfe"):
+    """Put bytes that are not UTF-8 inside one title of a file (as a badly re-encoded export does)."""
+    data = path.read_bytes()
+    assert good.encode() in data
+    path.write_bytes(data.replace(good.encode(), good.encode()[:3] + bad_bytes + good.encode()[3:]))
+
+
+@pytest.mark.parametrize("cli", [False, True], ids=["library", "command"])
+def test_invalid_utf8_in_the_item_file_follows_on_bad_line(tmp_path, cli, capsys):
+    raw = make_iclrec(tmp_path / "raw")
+    _spoil_title(raw / "Amazon_Beauty.item", "Gel 1oz.")
+    if cli:  # one error line with file:line, no traceback
+        assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                        "--no_progress"]) == 2
+        err = capsys.readouterr().err
+        assert "Amazon_Beauty.item:4: not valid utf-8" in err and "Traceback" not in err
+        assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                        "--no_progress", "--on_bad_line=skip"]) == 0
+        return
+    with pytest.raises(PrepareError, match=r"Amazon_Beauty\.item:4: not valid utf-8 .*--on_bad_line=skip"):
+        run_prepare(raw, tmp_path / "out")
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="skip")
+    assert s["bad_lines_skipped"] == {"Amazon_Beauty.item": 1} and s["items_missing_metadata"] == 4  # A004 too
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="replace")
+    assert s["bad_lines_replaced"] == {"Amazon_Beauty.item": 1} and s["bad_lines_skipped"] == {}
+    _, items = read_tsv(tmp_path / "out" / "amazon-beauty" / "amazon-beauty.item")
+    assert {r["item_id"]: r["title"] for r in items}["A004"] == "Gel\ufffd\ufffd 1oz."
+
+
+def test_invalid_utf8_in_reviews_and_meta_follows_on_bad_line(tmp_path):
+    raw = make_amazon2014(tmp_path / "raw", False)
+    _spoil_title(raw / "meta_Beauty.json", "Red Lipstick")
+    _spoil_title(raw / "reviews_Beauty_5.json", "u2 a")
+    with pytest.raises(PrepareError, match=r"reviews_Beauty_5\.json:2: not valid utf-8"):
+        run_prepare(raw, tmp_path / "out")
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="skip")
+    assert s["bad_lines_skipped"] == {"reviews_Beauty_5.json": 1, "meta_Beauty.json": 1}
+    s = run_prepare(raw, tmp_path / "out", on_bad_line="replace")
+    assert s["bad_lines_replaced"] == {"reviews_Beauty_5.json": 1, "meta_Beauty.json": 1}
+    assert s["counts"]["interactions"] == 12
+
+
 def test_autodetect_and_missing_inputs(tmp_path):
     raw = make_iclrec(tmp_path / "raw")
     make_amazon2014(raw, True)
@@ -312,7 +354,7 @@ def test_paper_counts_from_shared_data(tmp_path):
 @pytest.mark.skipif(not os.path.isfile(os.path.join(_shared_beauty(), "Beauty.txt")),
                     reason="shared amazon-beauty data absent (<repo>/../shared or $RECBOLE_SAEREC_SHARED)")
 def test_permuted_ids_beside_real_datamaps_refused(tmp_path):
-    """Issue 17: Beauty.txt with its item ids relabelled prepares with the right counts but every item
+    """Beauty.txt with its item ids relabelled prepares with the right counts but every item
     joined to another item's ASIN; the mis-join guard must refuse it."""
     src = _shared_beauty()
     raw = tmp_path / "raw"
@@ -330,6 +372,47 @@ def test_permuted_ids_beside_real_datamaps_refused(tmp_path):
     s = run_prepare(raw, tmp_path / "out", allow_misjoin=True)
     assert s["counts"] == {"users": 22363, "items": 12101, "interactions": 198502}  # counts cannot tell
     assert s["sequence_coherence"]["allowed_below"] is True
+
+
+def _shared_copy(tmp_path, rotate_items=0, shift_ids=0, attributes=True):
+    """The shared Beauty files in a temp folder: the .item rows rotated against their ASINs by
+    ``rotate_items``, or the sequence file's item ids shifted by ``shift_ids`` (item k read as k + shift)."""
+    src = _shared_beauty()
+    raw = tmp_path / f"raw_{rotate_items}_{shift_ids}_{int(attributes)}"
+    raw.mkdir()
+    names = ["datamaps.json"] + (["Beauty_item2attributes.json"] if attributes else [])
+    for name in names:
+        os.symlink(os.path.join(src, name), raw / name)
+    with open(os.path.join(src, "Amazon_Beauty.item"), encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    body = rows[1:]
+    with open(raw / "Amazon_Beauty.item", "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(rows[0])
+        for k, row in enumerate(body):
+            w.writerow([row[0]] + body[(k + rotate_items) % len(body)][1:])
+    with open(os.path.join(src, "Beauty.txt")) as f:
+        lines = [line.split() for line in f]
+    n = max(int(i) for line in lines for i in line[1:])
+    (raw / "Beauty.txt").write_text("".join(" ".join([ln[0]] + [str((int(i) - 1 + shift_ids) % n + 1) for i in ln[1:]])
+                                            + "\n" for ln in lines))
+    return raw
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(_shared_beauty(), "Beauty_item2attributes.json")),
+                    reason="shared amazon-beauty data absent (<repo>/../shared or $RECBOLE_SAEREC_SHARED)")
+def test_shared_beauty_shifted_by_one_is_refused(tmp_path):
+    """The real catalogue (12,101 items) with its rows shifted by ONE against their ASINs: neighbouring
+    ASINs often share a brand, so consecutive items stay 2.4x alike; the attribute join sees it item by
+    item, and without the attribute file the sequence check's threshold does."""
+    real = run_prepare(_shared_copy(tmp_path), tmp_path / "out")
+    assert real["attribute_join"]["sharing"] > 0.99 and real["sequence_coherence"]["ratio"] > 7
+    with pytest.raises(PrepareError, match=r"attached to the wrong items: .* only 1\d\.\d% of the time"):
+        run_prepare(_shared_copy(tmp_path, rotate_items=1), tmp_path / "out")
+    with pytest.raises(PrepareError, match=r"mis-joined.*ratio 2\.\d+ < 4\.0"):
+        run_prepare(_shared_copy(tmp_path, rotate_items=1, attributes=False), tmp_path / "out")
+    with pytest.raises(PrepareError, match=r"mis-joined.*ratio 1\.\d+ < 4\.0"):  # the ids off by one
+        run_prepare(_shared_copy(tmp_path, shift_ids=1), tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- RecBole + protocol
@@ -419,7 +502,7 @@ def test_check_dataset_files_lists_missing_and_prepare_command(tmp_path):
     check_dataset_files(config)  # present: no error
 
 
-# ----------------------------------------------------------------------------- issue 17: mis-join guard
+# ----------------------------------------------------------------------------- the mis-join guards
 def make_brand_walks(raw, relabel=None, n_users=60, n_items=60, seed=0, seq_name="Beauty.txt"):
     """Users shop within one of 6 brands (as real sequences do); ``relabel`` maps sequence ids to
     other ids of the same datamaps, as a sequence file numbered by another release would."""
@@ -455,6 +538,51 @@ def test_misjoin_guard_passes_real_and_refuses_relabelled_ids(tmp_path, capsys):
     assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
                     "--no_progress", "--allow_misjoin"]) == 0
     assert "consecutive items sharing brand/category" in capsys.readouterr().out
+
+
+def make_catalogue(raw, rotate=0, with_attributes=True, n_items=300, n_users=120, seed=0):
+    """A catalogue as real ones are: neighbouring ASINs share a brand (blocks of 3), each item has a line
+    (i % 7), users shop within one line. ``rotate`` shifts the .item rows against their ASINs (each ASIN
+    gets the text ``rotate`` rows further down), as a re-sorted or off-by-one export does."""
+    rng = random.Random(seed)
+    raw.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for u in range(1, n_users + 1):
+        line_items = [i for i in range(1, n_items + 1) if i % 7 == u % 7]
+        lines.append(" ".join([str(u)] + [str(i) for i in rng.sample(line_items, 8)]))
+    (raw / "Beauty.txt").write_text("\n".join(lines) + "\n")
+    id2user = {str(u): f"U{u}" for u in range(1, n_users + 1)}
+    id2item = {str(i): f"A{i:04d}" for i in range(1, n_items + 1)}
+    (raw / "datamaps.json").write_text(json.dumps({"id2user": id2user, "id2item": id2item}))
+    texts = [(f"product {i}", f"'Beauty', 'Line {i % 7}'", f"Brand{i // 3}") for i in range(1, n_items + 1)]
+    with open(raw / "Amazon_Beauty.item", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["item_id:token", "title:token", "categories:token_seq", "brand:token"])
+        for k in range(n_items):
+            w.writerow([f"A{k + 1:04d}", *texts[(k + rotate) % n_items]])
+    if with_attributes:  # S3-Rec's ids: 1 = the top-level category (on every item), lines, brands
+        attrs = {str(i): [1, 2 + i % 7, 100 + i // 3] for i in range(1, n_items + 1)}
+        (raw / "Beauty_item2attributes.json").write_text(json.dumps(attrs))
+    return raw
+
+
+def test_catalogue_rotated_by_one_row_is_refused_by_the_attribute_join(tmp_path, capsys):
+    s = run_prepare(make_catalogue(tmp_path / "real"), tmp_path / "out")
+    assert s["attribute_join"]["sharing"] == 1.0 and s["attribute_join"]["pairs"] >= 200
+    assert s["sequence_coherence"]["ratio"] > pa.MIN_COHERENCE_RATIO
+    raw = make_catalogue(tmp_path / "rotated", rotate=1)
+    with pytest.raises(PrepareError, match=r"attached to the wrong items: .* only 3\d\.\d% of the time.*"
+                                           r"--allow_misjoin"):
+        run_prepare(raw, tmp_path / "out")
+    assert pa.main(["--dataset=amazon-beauty", f"--raw_dir={raw}", f"--out={tmp_path / 'out'}",
+                    "--no_progress"]) == 2
+    assert "attached to the wrong items" in capsys.readouterr().err
+    s = run_prepare(raw, tmp_path / "out", allow_misjoin=True)
+    assert s["attribute_join"]["allowed_below"] is True
+    # the same rotation keeps every consecutive pair alike here (a line maps to one other line): only
+    # the independent key sees it, and without it prepare says which check it relied on
+    s = run_prepare(make_catalogue(tmp_path / "no_attributes", rotate=1, with_attributes=False), tmp_path / "out")
+    assert s["attribute_join"] is None and any("item2attributes" in n for n in s["notes"])
 
 
 def test_p5_sequential_data_accepted_by_name(tmp_path):

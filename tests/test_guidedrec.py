@@ -170,7 +170,7 @@ def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path
     from recbole_saerec.analysis.attribution import block_summary, explain_users, main
 
     result = run(model="GuidedRec", dataset="tiny", config_dict=guided_cfg(checkpoint_dir=str(tmp_path)))
-    bundle = load_model(result["saved_model_file"], quiet=True)
+    bundle = load_model(result["saved_model_file"], quiet=True, needs="guided")
     [user] = explain_users(bundle, ["u3"], topk=4)
     scores = [r["score"] for r in user["recommendations"]]
     assert user["user"] == "u3" and scores == sorted(scores, reverse=True)
@@ -210,6 +210,17 @@ def test_fill_missing_asks_the_lm_once_per_gap_and_caches_the_answer(guided_cfg,
     assert texts == {"a": {"brand": "brand: night cream"}, "b": {"brand": None}, "c": {"brand": "brand: OPI"}}
     again, _ = fill_missing(config, rows, fresh(), templates, str(tmp_path))
     assert again == texts and len(FakeLM.asked) == 2  # answered from the JSONL cache
+
+    # a cache line that is not UTF-8 follows on_bad_line (data/text.py): stop, or ask that gap again
+    from recbole_saerec.data.text import BadTextError
+
+    (cache,) = tmp_path.glob("fill-*.jsonl")
+    lines = cache.read_bytes().splitlines(keepends=True)
+    cache.write_bytes(lines[0].replace(b'"key"', b'"k\xff\xfeey"') + b"".join(lines[1:]))
+    with pytest.raises(BadTextError, match=r"fill-.*\.jsonl:1: not valid utf-8"):
+        fill_missing(config, rows, fresh(), templates, str(tmp_path))
+    monkeypatch.setattr(FakeLM, "on_bad_line", "skip")
+    assert fill_missing(config, rows, fresh(), templates, str(tmp_path))[0] == texts and len(FakeLM.asked) == 3
 
 
 def test_fill_missing_without_an_lm_backend_invents_nothing(tmp_path):

@@ -118,6 +118,44 @@ def test_no_item_with_text_is_an_error(tmp_path):
         build_corpus(config, create_dataset(config))
 
 
+def test_invalid_utf8_in_a_title_follows_on_bad_line(tmp_path, caplog):
+    write_dataset(str(tmp_path), "bad", reviews=False)
+    path = tmp_path / "bad" / "bad.item"
+    data = path.read_bytes().replace(b"shampoo for curly hair", b"shampoo \xff\xfe for curly hair")
+    path.write_bytes(data)  # the line of i6: line 7 of the file
+    config = make_config(str(tmp_path), "bad", intent_corpus="items")
+    with pytest.raises(CorpusError, match=r"bad\.item:7: not valid utf-8 .*--on_bad_line=skip"):
+        build_corpus(config, create_dataset(config))
+    skip = make_config(str(tmp_path), "bad", intent_corpus="items", on_bad_line="skip")
+    with caplog.at_level("WARNING"):
+        corpus = build_corpus(skip, create_dataset(skip))
+    assert "i6" not in corpus.entry_item and len(corpus.entry_item) == 14
+    assert "1 line(s) of bad.item skipped" in caplog.text
+    repl = make_config(str(tmp_path), "bad", intent_corpus="items", on_bad_line="replace")
+    corpus = build_corpus(repl, create_dataset(repl))
+    assert corpus.texts[corpus.entry_item.index("i6")].startswith("shampoo \ufffd\ufffd for curly hair")
+
+
+def test_the_intent_build_command_reports_invalid_utf8_in_one_line(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from recbole_saerec import cli
+    from recbole_saerec.intents.__main__ import main
+
+    write_dataset(str(tmp_path), "bad", reviews=False)
+    path = tmp_path / "bad" / "bad.item"
+    path.write_bytes(path.read_bytes().replace(b"red nail polish", b"red \xff\xfe nail polish"))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({
+        "data_path": str(tmp_path), "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        "intent_corpus": "items", "intent_item_text_fields": ["title"], "state": "ERROR",
+        "log_dir": str(tmp_path / "log")}))
+    monkeypatch.chdir(tmp_path)
+    assert cli.run_main(main, ["build", "--dataset=bad", f"--config_files={tmp_path / 'c.yaml'}", "--quiet"],
+                        prog="intents") == 2
+    err = capsys.readouterr().err
+    assert "bad.item:12: not valid utf-8" in err and "Traceback" not in err
+
+
 # ----------------------------------------------------------------------------- encoding
 
 @pytest.fixture(scope="module")

@@ -240,6 +240,46 @@ def test_garbage_and_server_errors_are_not_cached(openai_server, tmp_path, monke
         assert len(f.read().splitlines()) == 2
 
 
+def test_a_cache_line_that_is_not_utf8_follows_on_bad_line(tmp_path):
+    from recbole_saerec.data.text import BadTextError
+
+    cache = tmp_path / "verdicts.jsonl"
+    ScriptedJudge(_good).judge_many(LATENTS, cache_path=str(cache), progress=False)
+    lines = cache.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"words"', b'"w\xff\xfeords"')  # bytes no UTF-8 decoder accepts
+    cache.write_bytes(b"".join(lines))
+    with pytest.raises(BadTextError, match=r"verdicts\.jsonl:2: not valid utf-8"):
+        ScriptedJudge(_good).judge_many(LATENTS, cache_path=str(cache), progress=False)
+    judge = ScriptedJudge(_good)
+    judge.on_bad_line = "skip"  # as make_judge sets it from the config
+    assert [r["verdict"] for r in judge.judge_many(LATENTS, cache_path=str(cache), progress=False)][1] == "No"
+    assert judge.n_calls == 1  # only the unreadable line's latent is judged again
+    assert make_judge({"judge_backend": "openai", "on_bad_line": "replace"}).on_bad_line == "replace"
+    assert make_judge({"judge_backend": "openai"}).on_bad_line == "error"  # the yaml's default
+
+
+def test_a_server_answer_that_is_not_utf8_follows_on_bad_line(openai_server, monkeypatch):
+    def answer_bytes(handler):
+        body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])).decode("utf-8"))
+        _FakeOpenAI.requests.append(body)
+        data = json.dumps({"choices": [{"message": {"content": "Summary: Sun XX\nVerdict: Yes"}}]}).encode()
+        data = data.replace(b"XX", b"\xff\xfe")
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    monkeypatch.setattr(_FakeOpenAI, "do_POST", answer_bytes)
+    judge = OpenAIJudge(base_url=openai_server, model="m", max_retries=1, timeout=5, retry_wait=0)
+    with pytest.raises(JudgeError, match="not valid UTF-8.*on_bad_line"):
+        judge.judge_many([["sun"]], progress=False)
+    judge.on_bad_line = "skip"
+    assert judge.judge_many([["sun"]], progress=False)[0]["verdict"] == "Cannot tell"  # unparseable: asked again
+    judge.on_bad_line = "replace"
+    out = judge.judge_many([["sun", "hat"]], progress=False)[0]
+    assert out["verdict"] == "Yes" and out["summary"] == "Sun \ufffd\ufffd"
+
+
 def test_openai_backend_unreachable_server_clear_error():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))

@@ -132,8 +132,8 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
     trainer_mod.save_tensor_file_atomic(path, {"epoch": 1, "w": torch.ones(3)})
 
     def dies_mid_write(obj, f, *args, **kwargs):
-        with open(f, "wb") as out:
-            out.write(b"partial bytes of a checkpoint")
+        f.write(b"partial bytes of a checkpoint")  # torch.save writes into the open temporary file
+        f.flush()
         raise KeyboardInterrupt("killed during the write")
 
     monkeypatch.setattr(torch, "save", dies_mid_write)

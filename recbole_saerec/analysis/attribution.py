@@ -82,7 +82,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from recbole_saerec.analysis.explain import load_model
 
-    bundle = load_model(args.checkpoint, data_path=args.data_path, trust=args.trust_checkpoint)
+    bundle = load_model(args.checkpoint, data_path=args.data_path, trust=args.trust_checkpoint, needs="guided")
     if args.summary:
         result = block_summary(bundle, args.topk)
         for name, s in result.items():

@@ -35,7 +35,9 @@ import torch
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args
 from recbole_saerec.artefacts import write_json_atomic
 from recbole_saerec.cli import UsageError, run_main
+from recbole_saerec.data.text import BadLines, decode_lines
 from recbole_saerec.trainer import mask_seen_items
+from recbole_saerec.utils import setting
 
 TITLE_FIELDS = ("title", "movie_title", "name", "item_name")
 
@@ -54,7 +56,7 @@ class Bundle:
     checkpoint: str
 
 
-def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False):
+def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False, needs="intents"):
     """Load a saved checkpoint like RecBole's ``load_data_and_model``, through the plugin.
 
     Config comes from the checkpoint; dataset and splits are rebuilt with the plugin's
@@ -67,12 +69,14 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
         data_path: folder holding ``<dataset>/`` when it moved since training (the config key).
         device: 'cpu' / 'cuda'; default: the training device if available, else the CPU.
         trust: allow a full pickled checkpoint (only for files you trust: unpickling can run code).
+        needs: what the caller reads of the model (``checkpoints.MODEL_NEEDS``): a checkpoint of
+            another model, or data changed since training, is refused before anything is loaded.
     """
     import logging
 
     from recbole.utils import init_seed
 
-    from recbole_saerec.analysis.checkpoints import checkpoint_config, read_checkpoint
+    from recbole_saerec.analysis.checkpoints import check_checkpoint_fits, checkpoint_config, read_checkpoint
     from recbole_saerec.data import split_with_protocol
     from recbole_saerec.quick_start import load_dataset
     from recbole_saerec.utils import get_model
@@ -82,6 +86,7 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
     config = checkpoint_config(saved)
     if data_path:
         config["data_path"] = os.path.join(data_path, config["dataset"])
+    check_checkpoint_fits(saved, config, needs)
     if device is None:
         device = config["device"]
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
@@ -101,7 +106,7 @@ def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False)
         # checkpoint): refuse an artefact build other than the one the model was trained with.
         if state["intent_vectors"].shape != model.intent_vectors.shape or not torch.equal(
                 state["intent_vectors"].cpu(), model.intent_vectors.cpu()):
-            raise ValueError(
+            raise UsageError(
                 f"The intent artefacts in {model.intent_dir} are not the ones {checkpoint} was trained with "
                 f"(intent vectors differ: {tuple(state['intent_vectors'].shape)} saved vs "
                 f"{tuple(model.intent_vectors.shape)} now). Point intent_dir at the original build.")
@@ -129,8 +134,9 @@ class ItemText:
         encoding = config["encoding"] if "encoding" in config and config["encoding"] else "utf-8"
         sep = config["field_separator"] if "field_separator" in config and config["field_separator"] else "\t"
         rows = {}
-        with open(path, encoding=encoding, errors="replace", newline="") as f:
-            reader = csv.reader(f, delimiter=sep, quoting=csv.QUOTE_NONE)
+        with open(path, "rb") as f:  # bytes not valid in `encoding`: the on_bad_line policy (data/text.py)
+            reader = csv.reader(decode_lines(f, path, BadLines(setting(config, "on_bad_line")), encoding),
+                                delimiter=sep, quoting=csv.QUOTE_NONE)
             header = [h.split(":")[0] for h in next(reader)]
             iid = dataset.iid_field if dataset.iid_field in header else header[0]
             key = header.index(iid)

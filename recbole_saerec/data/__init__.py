@@ -11,7 +11,7 @@
 Importing this package does not import RecBole (the prepare command stays light).
 """
 from recbole_saerec.data.check import (AtomicFileError, DatasetFilesMissingError, check_atomic_files,
-                                      check_dataset_files)
+                                      check_dataset_files, data_fingerprint)
 from recbole_saerec.data.protocol import PROTOCOLS, protocol_name, split_with_protocol
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "check_atomic_files",
     "DatasetFilesMissingError",
     "check_dataset_files",
+    "data_fingerprint",
     "PROTOCOLS",
     "protocol_name",
     "split_with_protocol",

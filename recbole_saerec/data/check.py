@@ -67,6 +67,27 @@ def check_dataset_files(config):
     raise DatasetFilesMissingError("\n".join(lines))
 
 
+def data_fingerprint(config):
+    """{file name: sha256 prefix} of the dataset's atomic files as a run reads them (the files RecBole
+    loads, and the ``.item`` / ``.user`` files whose text the plugin's tools show). A run keeps it in
+    its config (``data_files``), so its checkpoint says which data it was trained on."""
+    import hashlib
+
+    paths = dict((os.path.basename(p), p) for _, p in expected_files(config))
+    for suffix in ("item", "user"):
+        path = os.path.abspath(os.path.join(config["data_path"], f"{config['dataset']}.{suffix}"))
+        if os.path.isfile(path):
+            paths.setdefault(os.path.basename(path), path)
+    out = {}
+    for name, path in sorted(paths.items()):
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[name] = digest.hexdigest()[:16]
+    return out
+
+
 # ----------------------------------------------------------------------------- atomic-file contents
 RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 MAX_REPORTED = 10
@@ -94,7 +115,8 @@ def _decode_lines(path, encoding):
         lineno = raw.count(b"\n", 0, exc.start) + 1
         raise AtomicFileError(f"{path}:{lineno}: not valid {encoding} ({exc.reason} at byte {exc.start}). "
                               f"Re-encode the file as {encoding}, or set encoding: <its encoding> in the "
-                              "config.") from None
+                              "config (RecBole reads this file itself and cannot skip or repair a line, so "
+                              "on_bad_line does not apply to it).") from None
 
 
 def read_atomic_rows(path, sep="\t", encoding="utf-8"):

@@ -30,10 +30,11 @@ def main(argv=None):
     files = cli.config_files(args.config_files)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from recbole.utils import init_logger, init_seed
+    from recbole.utils import init_seed
 
     from recbole_saerec.config import Config
     from recbole_saerec.intents.build import build_intents
+    from recbole_saerec.utils import init_logger
 
     config_dict = {"intent_dir": args.intent_dir} if args.intent_dir else None
     with cli.recbole_cmd_line(keys):

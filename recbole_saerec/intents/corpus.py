@@ -25,6 +25,7 @@ text are fine; they just get no intent activations.
 import csv
 import hashlib
 import html
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from logging import getLogger
 import numpy as np
 import pandas as pd
 
+from recbole_saerec.data.text import BadLines, read_text
 from recbole_saerec.utils import setting
 
 CORPUS_MODES = ("auto", "reviews", "items", "both")
@@ -95,19 +97,30 @@ def corpus_sources(config, source):
     return [atomic_path(config, s) for s in suffixes]
 
 
-def read_atomic_header(path, sep="\t", encoding="utf-8"):
-    """name -> type of an atomic file's columns (``title:token_seq`` -> {"title": "token_seq"})."""
-    with open(path, encoding=encoding) as f:
-        head = f.readline().rstrip("\r\n")
+def read_atomic_header(path, sep="\t", encoding="utf-8", on_bad_line="error"):
+    """name -> type of an atomic file's columns (``title:token_seq`` -> {"title": "token_seq"}).
+
+    The header is read strictly whatever ``on_bad_line`` says: without it the file cannot be read.
+    """
+    with open(path, "rb") as f:
+        head = BadLines("error", error=CorpusError).decode(f.readline(), path, 1, encoding).rstrip("\r\n")
     return dict(col.split(":", 1) if ":" in col else (col, "token") for col in head.split(sep))
 
 
-def read_atomic(path, columns, sep="\t", encoding="utf-8"):
-    """The given columns of a raw atomic file as strings (NaN-free), keyed by bare field names."""
+def read_atomic(path, columns, sep="\t", encoding="utf-8", on_bad_line="error"):
+    """The given columns of a raw atomic file as strings (NaN-free), keyed by bare field names.
+
+    Lines whose bytes are not valid in ``encoding`` follow ``on_bad_line`` (data/text.py): stop
+    with file:line, leave the line out, or keep it with U+FFFD; skipped or repaired lines are
+    reported in one warning.
+    """
     header = read_atomic_header(path, sep, encoding)
     full = {name: f"{name}:{ftype}" for name, ftype in header.items()}
-    df = pd.read_csv(path, sep=sep, usecols=[full[c] for c in columns], dtype=str, encoding=encoding,
+    bad = BadLines(on_bad_line, error=CorpusError)
+    text = read_text(path, bad, encoding)
+    df = pd.read_csv(io.StringIO(text), sep=sep, usecols=[full[c] for c in columns], dtype=str,
                      quoting=csv.QUOTE_NONE, keep_default_na=False, na_filter=False)
+    bad.report(f"reading {os.path.basename(path)}")
     return df.rename(columns={full[c]: c for c in columns})[list(columns)]  # requested order, not file order
 
 
@@ -149,12 +162,13 @@ def _missing_fields_error(kind, path, key, wanted, header):
 
 
 def _file_format(config):
-    """(field separator, encoding) of the atomic files: RecBole's sample.yaml and the plugin's overall.yaml."""
-    return setting(config, "field_separator"), setting(config, "encoding")
+    """(field separator, encoding, on_bad_line) of the atomic files: RecBole's sample.yaml and the plugin's
+    overall.yaml."""
+    return setting(config, "field_separator"), setting(config, "encoding"), setting(config, "on_bad_line")
 
 
 def _present_fields(kind, path, key, wanted, config):
-    sep, enc = _file_format(config)
+    sep, enc, _ = _file_format(config)
     if not os.path.isfile(path):
         raise CorpusError(f"intent corpus ({kind}): {path} does not exist. Fix: provide it, or choose "
                           f"another source with --intent_corpus=items|reviews.")

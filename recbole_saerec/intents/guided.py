@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from recbole_saerec.artefacts import GUIDED_FORMAT_VERSION, guided_file, items_sha1, save_tensor_file_atomic
+from recbole_saerec.data.text import BadLines, iter_lines
 from recbole_saerec.intents.corpus import (_as_list, _file_format, atomic_path, clean_value, read_atomic,
                                            read_atomic_header)
 from recbole_saerec.utils import setting
@@ -119,10 +120,10 @@ def item_rows(config, item_tokens):
     if not os.path.isfile(path):
         getLogger().warning(f"GuidedRec: no {path}; every guided attribute is empty")
         return rows
-    sep, enc = _file_format(config)
+    sep, enc, on_bad_line = _file_format(config)
     columns = list(read_atomic_header(path, sep, enc))
     iid = config["ITEM_ID_FIELD"]
-    df = read_atomic(path, columns, sep, enc)
+    df = read_atomic(path, columns, sep, enc, on_bad_line)
     for rec in df.to_dict("records"):
         tok = str(rec[iid])
         if tok in rows:
@@ -142,8 +143,14 @@ def fill_missing(config, rows, texts, templates, cache_dir):
     path = os.path.join(cache_dir, f"fill-{hashlib.sha1(judge.model.encode()).hexdigest()[:10]}.jsonl")
     cache = {}
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            cache = {r["key"]: r["answer"] for r in map(json.loads, f)}
+        bad = BadLines(judge.on_bad_line)  # the config's on_bad_line, as make_judge read it
+        for _, line in iter_lines(path, bad):
+            try:
+                rec = json.loads(line)
+                cache[rec["key"]] = rec["answer"]
+            except (ValueError, KeyError, TypeError):  # a line cut by an interruption: asked again
+                continue
+        bad.report("GuidedRec fill cache (those attributes are asked again)")
     fields = _as_list(setting(config, "guided_text_fields")) or ["title"]
     with open(path, "a", encoding="utf-8") as out:
         for tok, row in rows.items():

@@ -23,7 +23,7 @@ def load_probed(checkpoint, data_path=None, overrides=None, trust=False):
     """
     from recbole.utils import init_seed
 
-    from recbole_saerec.analysis.checkpoints import checkpoint_config, read_checkpoint
+    from recbole_saerec.analysis.checkpoints import check_checkpoint_fits, checkpoint_config, read_checkpoint
     from recbole_saerec.config import Config
     from recbole_saerec.data import split_with_protocol
     from recbole_saerec.quick_start import load_dataset
@@ -39,6 +39,7 @@ def load_probed(checkpoint, data_path=None, overrides=None, trust=False):
         config[key] = False
     if data_path:
         config["data_path"] = os.path.join(data_path, config["dataset"])
+    check_checkpoint_fits(ckpt, config)
     for key, value in (overrides or {}).items():
         config[key] = value
     init_seed(config["seed"], config["reproducibility"])

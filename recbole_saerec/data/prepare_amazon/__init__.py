@@ -20,9 +20,11 @@ detected from the files in ``--raw_dir`` (``--form`` forces one):
                 ``datamaps.json`` that numbering was made with (ids -> reviewerID / ASIN;
                 written by S3-Rec's ``data_process.py`` next to ``sequential_data.txt`` and
                 shipped in P5's data archive under ``data/<category>/``) + optionally RecBole's
-                ``Amazon_<Cat>.item`` (item text keyed by ASIN). No review text: the text
-                corpus is item text. A sequence file numbered by another release's map joins
-                every item to another item's ASIN; the mis-join guard refuses it.
+                ``Amazon_<Cat>.item`` (item text keyed by ASIN) and S3-Rec's
+                ``<Cat>_item2attributes.json`` (brand/category ids per item, keyed like the
+                sequences). No review text: the text corpus is item text. A sequence file numbered
+                by another release's map, or an item file whose rows are shifted against their
+                ASINs, joins items to other items' text; the mis-join guards refuse both.
 
 Column contract (tab-separated, header ``name:type``; fields that contain a double quote
 are quoted CSV-style, ``"`` doubled; tabs/newlines inside text are replaced by spaces, so
@@ -44,21 +46,22 @@ The dataset yaml loads only user_id, item_id, timestamp; the intent corpus build
 the text columns from these files itself (keys ``intent_item_text_fields`` and
 ``intent_review_text_fields``).
 
-The package, read in this order (issue 16): ``schema`` (the column contract, the known
+The package, read in this order: ``schema`` (the column contract, the known
 datasets), ``inputs`` (where the raw files are, which form), ``lines`` (reading lines and
 fields, the bad-line policy), ``amazon2014`` and ``iclrec`` (one reader each), ``guard``
-(the mis-join guard), ``write`` (the atomic files, the summary), ``pipeline`` (``prepare``,
+(the mis-join guards), ``write`` (the atomic files, the summary), ``pipeline`` (``prepare``,
 start to end), ``cli`` (the flags).
 """
 from recbole_saerec.data.prepare_amazon.cli import main
-from recbole_saerec.data.prepare_amazon.guard import MIN_COHERENCE_PAIRS, MIN_COHERENCE_RATIO, sequence_coherence
+from recbole_saerec.data.prepare_amazon.guard import (MIN_ATTRIBUTE_AGREEMENT, MIN_COHERENCE_PAIRS, MIN_COHERENCE_RATIO,
+                                                      attribute_agreement, sequence_coherence)
 from recbole_saerec.data.prepare_amazon.inputs import default_raw_dir, locate_inputs, shared_dir
 from recbole_saerec.data.prepare_amazon.lines import BadLines, clean_text, join_categories, to_float
 from recbole_saerec.data.prepare_amazon.pipeline import dedup_and_order, kcore_filter, prepare
 from recbole_saerec.data.prepare_amazon.schema import (CATEGORIES, CATEGORY_JOINER, INTER_COLUMNS, ITEM_COLUMNS,
                                                        PAPER_COUNTS, PrepareError)
 
-__all__ = ["BadLines", "CATEGORIES", "CATEGORY_JOINER", "INTER_COLUMNS", "ITEM_COLUMNS", "MIN_COHERENCE_PAIRS",
-           "MIN_COHERENCE_RATIO", "PAPER_COUNTS", "PrepareError", "clean_text", "dedup_and_order", "default_raw_dir",
-           "join_categories", "kcore_filter", "locate_inputs", "main", "prepare", "sequence_coherence", "shared_dir",
-           "to_float"]
+__all__ = ["BadLines", "CATEGORIES", "CATEGORY_JOINER", "INTER_COLUMNS", "ITEM_COLUMNS", "MIN_ATTRIBUTE_AGREEMENT",
+           "MIN_COHERENCE_PAIRS", "MIN_COHERENCE_RATIO", "PAPER_COUNTS", "PrepareError", "attribute_agreement",
+           "clean_text", "dedup_and_order", "default_raw_dir", "join_categories", "kcore_filter", "locate_inputs",
+           "main", "prepare", "sequence_coherence", "shared_dir", "to_float"]

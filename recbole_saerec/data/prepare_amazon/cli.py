@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from recbole_saerec.data.text import POLICIES
 from recbole_saerec.data.prepare_amazon.guard import MIN_COHERENCE_RATIO
 from recbole_saerec.data.prepare_amazon.pipeline import prepare
 from recbole_saerec.data.prepare_amazon.schema import PrepareError
@@ -23,8 +24,10 @@ def main(argv=None):
     p.add_argument("--out", default="dataset",
                    help="data_path to write into: files go to <out>/<dataset>/ (default: dataset, relative to "
                         "the working directory, the dataset yamls' data_path)")
-    p.add_argument("--on_bad_line", default="error", choices=["error", "skip"],
-                   help="malformed input line: stop with file:line (error) or skip and count it (skip)")
+    p.add_argument("--on_bad_line", default="error", choices=list(POLICIES),
+                   help="malformed input line: stop with file:line (error), skip and count it (skip), or for "
+                        "bytes that are not UTF-8 keep the line with U+FFFD in their place (replace; other "
+                        "malformed lines are skipped); the same policy as the config key on_bad_line")
     p.add_argument("--form", default="auto", choices=["auto", "amazon2014", "iclrec"],
                    help="input form (auto: amazon2014 when a reviews_<Cat> file is present, else iclrec)")
     p.add_argument("--kcore", type=int, default=0,

@@ -47,17 +47,19 @@ def locate_inputs(raw_dir, category, form="auto"):
                                     "sequential.txt"])
     maps = _first_existing(raw_dir, ["datamaps.json", "datamaps.json.gz"])
     itemfile = _first_existing(raw_dir, [f"Amazon_{category}.item", f"Amazon_{category}.item.gz"])
+    # S3-Rec's attribute ids per item: the independent key the catalogue join is checked against
+    attributes = _first_existing(raw_dir, [f"{category}_item2attributes.json", "item2attributes.json"])
     if form == "auto":
         form = "amazon2014" if reviews else ("iclrec" if seq and maps else None)
     if form == "amazon2014" and reviews:
         return form, {"reviews": reviews, "meta": meta}
     if form == "iclrec" and seq and maps:
-        return form, {"sequences": seq, "datamaps": maps, "item_file": itemfile}
+        return form, {"sequences": seq, "datamaps": maps, "item_file": itemfile, "attributes": attributes}
     present = sorted(os.listdir(raw_dir))
     raise PrepareError(
         f"No usable input for category '{category}' in {raw_dir}.\n"
         f"  form amazon2014 needs: reviews_{category}_5.json[.gz] (meta_{category}.json[.gz] optional)\n"
         f"  form iclrec needs:     {category}.txt (or P5's sequential_data.txt) and datamaps.json "
-        f"(Amazon_{category}.item optional)\n"
+        f"(Amazon_{category}.item and {category}_item2attributes.json optional)\n"
         f"  found: {', '.join(present) if present else '(empty folder)'}"
     )

@@ -6,8 +6,8 @@ import math
 import os
 import re
 import sys
-from collections import OrderedDict
 
+from recbole_saerec.data import text
 from recbole_saerec.data.prepare_amazon.schema import CATEGORY_JOINER, PrepareError
 
 
@@ -55,36 +55,15 @@ def open_text(path):
     return open(path, "r", encoding="utf-8", newline="")
 
 
-class BadLines:
-    """--on_bad_line policy: raise with file and line number, or skip and count."""
+class BadLines(text.BadLines):
+    """--on_bad_line (data/text.py): raise PrepareError with file and line number, or skip / repair and count."""
 
     def __init__(self, mode):
-        if mode not in ("error", "skip"):
-            raise PrepareError(f"--on_bad_line must be 'error' or 'skip', not '{mode}'.")
-        self.mode = mode
-        self.counts = OrderedDict()
-        self.examples = []
-
-    def __call__(self, path, lineno, reason):
-        if self.mode == "error":
-            raise PrepareError(f"{path}:{lineno}: malformed line: {reason} "
-                               "(pass --on_bad_line=skip to skip and count such lines)")
-        name = os.path.basename(path)
-        self.counts[name] = self.counts.get(name, 0) + 1
-        if len(self.examples) < 10:
-            self.examples.append(f"{name}:{lineno}: {reason}")
-
-    @property
-    def total(self):
-        return sum(self.counts.values())
+        super().__init__(mode, error=PrepareError)
 
 
 def _decode(line, path, lineno, bad):
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad(path, lineno, f"not UTF-8 ({exc})")
-        return None
+    return bad.decode(line, path, lineno)
 
 
 _WS = re.compile(r"\s+")

@@ -2,9 +2,11 @@
 import os
 from collections import OrderedDict
 
+from recbole_saerec.cli import plain_name_problem
 from recbole_saerec.data.prepare_amazon.amazon2014 import read_meta, read_reviews
-from recbole_saerec.data.prepare_amazon.guard import check_coherence
-from recbole_saerec.data.prepare_amazon.iclrec import read_iclrec, read_recbole_item_file
+from recbole_saerec.data.prepare_amazon.guard import check_attribute_join, check_coherence
+from recbole_saerec.data.prepare_amazon.iclrec import (read_datamaps, read_iclrec, read_item_attributes,
+                                                       read_recbole_item_file)
 from recbole_saerec.data.prepare_amazon.inputs import category_for, default_raw_dir, locate_inputs
 from recbole_saerec.data.prepare_amazon.lines import BadLines
 from recbole_saerec.data.prepare_amazon.schema import PrepareError
@@ -48,12 +50,12 @@ def kcore_filter(rows, k):
         rows = kept
 
 
-def _interactions(form, inputs, bad, kcore, show_progress, raw_dir):
+def _interactions(form, inputs, bad, kcore, show_progress, raw_dir, maps):
     """The form's rows, de-duplicated, ordered and k-cored. Returns (rows, facts)."""
     if form == "amazon2014":
         rows = read_reviews(inputs["reviews"], bad, show_progress)
     else:
-        rows = read_iclrec(inputs["sequences"], inputs["datamaps"], bad, show_progress)
+        rows = read_iclrec(inputs["sequences"], inputs["datamaps"], bad, show_progress, maps=maps)
     n_read = len(rows)
     rows, dups = dedup_and_order(rows)
     rows, n_kcore = kcore_filter(rows, kcore)
@@ -94,6 +96,17 @@ def _text_facts(rows, items, meta, meta_path, form, category, raw_dir, reviews_o
             "missing_meta": [i for i in items if i not in meta]}
 
 
+def _attribute_join(inputs, maps, meta, meta_path, allow_misjoin, notes):
+    """The catalogue join checked against S3-Rec's item attributes (guard.py); None without that file."""
+    if not inputs.get("attributes") or not meta:
+        if maps is not None and meta:
+            notes.append("no <Cat>_item2attributes.json beside the sequences: the item text's join is checked "
+                         "by sequence coherence alone")
+        return None
+    return check_attribute_join(maps["id2item"], read_item_attributes(inputs["attributes"]), meta,
+                                os.path.basename(inputs["attributes"]), os.path.basename(meta_path), allow_misjoin)
+
+
 def _short_user_note(rows):
     per_user = {}
     for r in rows:
@@ -108,6 +121,9 @@ def _short_user_note(rows):
 def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset", on_bad_line="error",
             form="auto", kcore=0, show_progress=True, log=print, allow_misjoin=False, reviews_only=False):
     """Prepare one Amazon category. Returns the summary dict (also written as <dataset>.prep.json)."""
+    problem = plain_name_problem("dataset", dataset, folder_key="out")  # it names the output folder and files
+    if problem:
+        raise PrepareError(problem)
     category = category_for(dataset, category)
     raw_dir = os.path.abspath(raw_dir or default_raw_dir(dataset))
     form, inputs = locate_inputs(raw_dir, category, form)
@@ -115,10 +131,12 @@ def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset",
     notes = []
     log(f"[prepare] {dataset} <- {category} ({form}) from {raw_dir}")
 
-    rows, facts = _interactions(form, inputs, bad, kcore, show_progress, raw_dir)
+    maps = read_datamaps(inputs["datamaps"]) if form == "iclrec" else None
+    rows, facts = _interactions(form, inputs, bad, kcore, show_progress, raw_dir, maps)
     items = list(OrderedDict.fromkeys(r["item"] for r in rows))
     meta, meta_path = _item_meta(form, inputs, items, bad, show_progress, category, raw_dir, notes)
     facts.update(_text_facts(rows, items, meta, meta_path, form, category, raw_dir, reviews_only))
+    attribute_join = _attribute_join(inputs, maps, meta, meta_path, allow_misjoin, notes)
     coherence = check_coherence(rows, meta, inputs.get("datamaps") or meta_path, allow_misjoin)
     notes += _short_user_note(rows)
 
@@ -127,7 +145,7 @@ def prepare(dataset="amazon-beauty", category=None, raw_dir=None, out="dataset",
     counts = {"users": len(OrderedDict.fromkeys(r["user"] for r in rows)), "items": len(items),
               "interactions": len(rows)}
     summary = build_summary(dataset, category, form, raw_dir, inputs, counts, coherence, allow_misjoin, facts,
-                            bad, kcore, notes, paths)
+                            bad, kcore, notes, paths, attribute_join)
     write_summary(target, summary)
     log_summary(summary, paths, log)
     return summary

@@ -6,7 +6,7 @@ import os
 from collections import OrderedDict
 
 from recbole_saerec.artefacts import atomic_path
-from recbole_saerec.data.prepare_amazon.guard import MIN_COHERENCE_RATIO
+from recbole_saerec.data.prepare_amazon.guard import MIN_ATTRIBUTE_AGREEMENT, MIN_COHERENCE_RATIO
 from recbole_saerec.data.prepare_amazon.schema import (CATEGORY_JOINER, INTER_COLUMNS, ITEM_COLUMNS, PAPER_COUNTS,
                                                        SCHEMA_VERSION)
 
@@ -40,7 +40,7 @@ def write_atomic_files(target, dataset, rows, items, meta):
 
 
 def build_summary(dataset, category, form, raw_dir, inputs, counts, coherence, allow_misjoin, facts, bad, kcore,
-                  notes, paths):
+                  notes, paths, attribute_join=None):
     """The <dataset>.prep.json content. `facts`: n_reviews_with_text, items_with_text, missing_meta, n_read,
     dups, n_kcore (what the pipeline counted on the way)."""
     corpus = "reviews+item_text" if facts["n_reviews_with_text"] else "item_text"
@@ -58,6 +58,8 @@ def build_summary(dataset, category, form, raw_dir, inputs, counts, coherence, a
         ("matches_paper", (counts == paper) if paper else None),
         ("corpus", corpus),
         ("sequence_coherence", dict(coherence, min_ratio=MIN_COHERENCE_RATIO, allowed_below=bool(allow_misjoin))),
+        ("attribute_join", None if attribute_join is None else
+         dict(attribute_join, min_sharing=MIN_ATTRIBUTE_AGREEMENT, allowed_below=bool(allow_misjoin))),
         ("corpus_note", "review text, summary and rating are in the .inter file; item text in the .item file"
          if corpus != "item_text" else
          "no review text in this input: the intent corpus is item text (title, brand, categories)"),
@@ -69,6 +71,7 @@ def build_summary(dataset, category, form, raw_dir, inputs, counts, coherence, a
         ("duplicate_interactions_dropped", len(dups)),
         ("duplicate_examples", [f"{d['user']} {d['item']} (line {d['line']})" for d in dups[:10]]),
         ("bad_lines_skipped", dict(bad.counts)),
+        ("bad_lines_replaced", dict(bad.replaced)),
         ("bad_line_examples", bad.examples),
         ("kcore", kcore),
         ("removed_by_kcore", facts["n_kcore"]),
@@ -99,11 +102,16 @@ def log_summary(summary, paths, log):
         log(f"[prepare] these counts {verdict} the paper's ({paper['users']:,} / {paper['items']:,} / "
             f"{paper['interactions']:,})")
     log(f"[prepare] duplicates dropped {summary['duplicate_interactions_dropped']}; bad lines skipped "
-        f"{sum(summary['bad_lines_skipped'].values())}; removed by k-core {summary['removed_by_kcore']}; "
+        f"{sum(summary['bad_lines_skipped'].values())}, kept with U+FFFD for bad bytes "
+        f"{sum(summary['bad_lines_replaced'].values())}; removed by k-core {summary['removed_by_kcore']}; "
         f"items without metadata {summary['items_missing_metadata']}; items with text {summary['items_with_text']}")
     if coherence["ratio"] is not None:
         log(f"[prepare] consecutive items sharing brand/category: {coherence['consecutive']:.1%} vs random "
             f"{coherence['random']:.1%} (ratio {coherence['ratio']:.2f}; below {MIN_COHERENCE_RATIO} = mis-joined)")
+    join = summary["attribute_join"]
+    if join and join["sharing"] is not None:
+        log(f"[prepare] items sharing an attribute id that share a brand/category name: {join['sharing']:.1%} vs "
+            f"random {join['random']:.1%} (below {MIN_ATTRIBUTE_AGREEMENT:.0%} = text attached to the wrong items)")
     corpus = summary["corpus"]
     log(f"[prepare] corpus = {corpus}" + (" (no review text: the intent corpus is item text)"
                                           if corpus == "item_text" else ""))

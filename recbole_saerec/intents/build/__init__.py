@@ -31,9 +31,10 @@ from recbole_saerec.intents.build.grounding import (GROUNDING_KEYS, ground_laten
 from recbole_saerec.intents.build.outputs import VERDICT_ORDER, write_catalogue_tables, write_itemintent, write_plot
 from recbole_saerec.intents.build.pipeline import build_intents
 from recbole_saerec.intents.build.sources import check_build_settings, check_intent_sources, source_hashes
-from recbole_saerec.intents.build.stages import (codes_matrix, fit_codes, item_activations, sae_seed,
-                                                 top_examples)
+from recbole_saerec.intents.build.stages import (IntentBuildError, codes_matrix, fit_codes, item_activations,
+                                                 sae_seed, top_examples)
 
-__all__ = ["GROUNDING_KEYS", "VERDICT_ORDER", "build_intents", "check_build_settings", "check_intent_sources", "codes_matrix", "fit_codes",
+__all__ = ["GROUNDING_KEYS", "IntentBuildError", "VERDICT_ORDER", "build_intents", "check_build_settings",
+           "check_intent_sources", "codes_matrix", "fit_codes",
            "ground_latents", "grounding_summary", "item_activations", "sae_seed", "source_hashes", "top_examples",
            "write_catalogue_tables", "write_grounding_plot", "write_itemintent", "write_plot"]

@@ -14,7 +14,8 @@ from recbole_saerec.intents.build.grounding import (GROUNDING_KEYS, _grounding_f
                                                     grounding_summary, write_grounding_plot)
 from recbole_saerec.intents.build.outputs import write_catalogue_tables, write_itemintent, write_plot
 from recbole_saerec.intents.build.sources import source_hashes
-from recbole_saerec.intents.build.stages import _say, codes_matrix, fit_codes, item_activations, top_examples
+from recbole_saerec.intents.build.stages import (IntentBuildError, _say, codes_matrix, fit_codes, item_activations,
+                                                 top_examples)
 from recbole_saerec.intents.corpus import build_corpus
 from recbole_saerec.intents.encode import cache_key, encode_cached, make_encoder
 from recbole_saerec.utils import setting
@@ -95,8 +96,8 @@ def _words(config, b, progress):
     b.vocab = build_vocabulary(b.corpus.texts, max_words=int(setting(config, "intent_vocab_size")),
                                min_count=int(setting(config, "intent_vocab_min_count")))
     if not b.vocab:
-        raise ValueError(f"intent vocabulary of '{b.dataset_name}' is empty: the corpus has no word in >= "
-                         f"intent_vocab_min_count={setting(config, 'intent_vocab_min_count')} texts. Lower it.")
+        raise IntentBuildError(f"intent vocabulary of '{b.dataset_name}' is empty: the corpus has no word in >= "
+                               f"intent_vocab_min_count={setting(config, 'intent_vocab_min_count')} texts. Lower it.")
     b.word_emb = encode_cached(b.encoder, b.vocab, b.cache_dir, chunk_size=b.chunk, progress=progress,
                                desc="encode words")
     dir_for_words = b.directions if b.method == "sae" else b.directions - b.center
@@ -120,9 +121,10 @@ def _judge(config, b, progress):
     b.kept = [j for j, k in zip(b.alive, kept_mask) if k]
     b.timings["judge_s"] = round(time.time() - t, 1)
     if not b.kept:
-        raise ValueError(f"intents for '{b.dataset_name}': the judge kept none of {len(b.alive)} live latents under "
-                         f"intent_keep={b.rule!r} (verdicts: {dict(Counter(v['verdict'] for v in b.verdicts))}, "
-                         f"{sum(g['grounded'] for g in b.grounding)} grounded). Fix: {_widen_hint(config, b.rule)}")
+        raise IntentBuildError(
+            f"intents for '{b.dataset_name}': the judge kept none of {len(b.alive)} live latents under "
+            f"intent_keep={b.rule!r} (verdicts: {dict(Counter(v['verdict'] for v in b.verdicts))}, "
+            f"{sum(g['grounded'] for g in b.grounding)} grounded). Fix: {_widen_hint(config, b.rule)}")
 
 
 def _catalogue(config, b, progress):

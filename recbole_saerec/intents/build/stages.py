@@ -11,6 +11,11 @@ import torch
 from recbole_saerec.artefacts import save_tensor_file_atomic
 from recbole_saerec.utils import setting
 
+class IntentBuildError(ValueError):
+    """Settings that only turn out not to fit once the corpus is known (k above the latents the rule gives,
+    more clusters than texts, an empty vocabulary, no latent kept): one line naming the fix."""
+
+
 def _sha(obj):
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -50,6 +55,9 @@ def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
         from recbole_saerec.intents.kmeans import fit_kmeans
 
         n_clusters = int(setting(config, "kmeans_n_clusters") or n_latents)
+        if n_clusters > len(x):
+            raise IntentBuildError(f"KMeans-Intent: {n_clusters} clusters for {len(x)} texts: set kmeans_n_clusters "
+                                   f"(or sae_n_latents, which it follows when ~) to at most {len(x)}.")
         path = os.path.join(cache_dir, f"kmeans-{_sha([emb_key, n_clusters, seed])}.pt")
         if os.path.isfile(path):
             saved = torch.load(path, weights_only=True)
@@ -72,6 +80,11 @@ def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
         "auxk_scale": bool(setting(config, "sae_auxk_scale")), "dead_steps": setting(config, "sae_dead_steps"),
         "b_dec_init": str(setting(config, "sae_b_dec_init")), "seed": seed,
     }
+    if settings["k"] > n_latents:  # sae_k or sae_n_latents left at ~: only known now (config_check has the rest)
+        raise IntentBuildError(
+            f"the TopK SAE would keep k={settings['k']} of M={n_latents} latents per text (sae_k="
+            f"{setting(config, 'sae_k')}, sae_n_latents={setting(config, 'sae_n_latents')}; ~ = the rule for "
+            f"{len(x)} {source} texts): set sae_n_latents >= {settings['k']} or sae_k <= {n_latents}.")
     path = os.path.join(cache_dir, f"sae-{_sha([emb_key, settings])}.pt")
     loaded = load_sae(path)
     if loaded is None:

@@ -4,6 +4,7 @@ import json
 import os
 from logging import getLogger
 
+from recbole_saerec.data.text import BadLines, iter_lines
 from recbole_saerec.intents.judge.verdicts import VERDICTS
 
 
@@ -34,6 +35,9 @@ class Judge:
 
     backend = "base"
     model = ""
+    # text that is not valid UTF-8 in the verdict cache or a server's answer (data/text.py); make_judge
+    # sets the config's on_bad_line, a judge built by hand is strict
+    on_bad_line = "error"
 
     def __init__(self):
         self.n_calls = 0  # backend calls made (LM requests / offline batches); tests count them
@@ -54,23 +58,23 @@ class Judge:
         """Judge each word list; call ``on_result(position, result_dict)`` as each one is done."""
         raise NotImplementedError
 
-    @staticmethod
-    def _load_cache(cache_path):
+    def _load_cache(self, cache_path):
         cache = {}
         if not cache_path or not os.path.isfile(cache_path):
             return cache
-        with open(cache_path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by an interruption: judged again
-                    continue
-                if isinstance(rec, dict) and "key" in rec and rec.get("verdict") in VERDICTS \
-                        and not rec.get("unparsed"):  # written by older versions: ask again
-                    cache[rec["key"]] = rec
+        bad = BadLines(self.on_bad_line)
+        for _, line in iter_lines(cache_path, bad):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by an interruption: judged again
+                continue
+            if isinstance(rec, dict) and "key" in rec and rec.get("verdict") in VERDICTS \
+                    and not rec.get("unparsed"):  # written by older versions: ask again
+                cache[rec["key"]] = rec
+        bad.report("judge verdict cache (those latents are judged again)")
         return cache
 
     def judge_many(self, latent_words, cache_path=None, progress=True):

@@ -20,14 +20,14 @@ JUDGE_YAMLS = (os.path.join(PROPERTIES_DIR, "overall.yaml"), os.path.join(PROPER
 
 @functools.lru_cache(maxsize=None)
 def declared_judge_settings():
-    """The ``judge_*`` keys and ``intent_encoder`` as the plugin's yaml declares them."""
+    """The ``judge_*`` keys, ``intent_encoder`` and ``on_bad_line`` as the plugin's yaml declares them."""
     import yaml
 
     declared = {}
     for path in JUDGE_YAMLS:
         with open(path, encoding="utf-8") as f:
             declared.update(yaml.safe_load(f) or {})
-    return {k: v for k, v in declared.items() if k.startswith("judge_") or k == "intent_encoder"}
+    return {k: v for k, v in declared.items() if k.startswith("judge_") or k in ("intent_encoder", "on_bad_line")}
 
 
 def judge_settings(config):
@@ -53,6 +53,12 @@ def make_judge(config, encoder=None, word_vectors=None):
     the vocabulary's, from the same encoder) so they are not encoded again.
     """
     cfg = judge_settings(config)
+    judge = _make(config, cfg, encoder, word_vectors)
+    judge.on_bad_line = setting(cfg, "on_bad_line")
+    return judge
+
+
+def _make(config, cfg, encoder, word_vectors):
     backend = str(setting(cfg, "judge_backend")).strip().lower()
     if backend == "offline":
         return _offline_judge(config, cfg, encoder, word_vectors)

@@ -104,6 +104,21 @@ class OpenAIJudge(LMJudge):
             f"(e.g. `vllm serve {self.model}` or `ollama serve`) or point `judge_base_url` at it; "
             f"`judge_backend: offline` needs no server.")
 
+    def _decode_answer(self, raw):
+        """The server's bytes as text under ``on_bad_line`` (data/text.py); None = leave the answer out."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if self.on_bad_line == "error":
+                raise JudgeError(
+                    f"The judge server at {self.url} answered bytes that are not valid UTF-8 ({exc.reason} at byte "
+                    f"{exc.start + 1}). Fix the server, or set on_bad_line: skip (the answer counts as unparseable: "
+                    f"asked again, then 'Cannot tell') or replace (read with U+FFFD for the bad bytes).") from None
+            getLogger().warning(f"[judge] an answer from {self.url} is not valid UTF-8 ({exc.reason}): "
+                                + ("left out (on_bad_line: skip)" if self.on_bad_line == "skip"
+                                   else "read with U+FFFD (on_bad_line: replace)"))
+            return None if self.on_bad_line == "skip" else raw.decode("utf-8", errors="replace")
+
     def complete(self, messages):
         body = json.dumps({"model": self.model, "messages": messages, "temperature": 0,
                            "max_tokens": self.max_tokens, "stream": False}).encode("utf-8")
@@ -118,7 +133,10 @@ class OpenAIJudge(LMJudge):
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                    payload = json.loads(resp.read().decode("utf-8"))
+                    answer = self._decode_answer(resp.read())
+                if answer is None:
+                    return ""  # skipped (on_bad_line: skip): an unparseable answer
+                payload = json.loads(answer)
             except urllib.error.HTTPError as err:
                 detail = err.read().decode("utf-8", "replace")[:300]
                 if err.code in (429, 500, 502, 503, 504):
