@@ -393,8 +393,8 @@ class Benchmark:
 
     # -- what the call will cost, said before it trains
     def estimate(self, variant):
-        """Seconds one run of `variant` takes, from its finished runs in this folder (search candidates
-        included), else from the runs this call finished; None before any run."""
+        """(seconds one run of `variant` takes, where the estimate comes from): its finished runs in this
+        folder (search candidates included), else the runs this call finished; (None, None) before any."""
         from recbole_saerec.experiments.benchmark.records import run_seconds
 
         name = variant["name"]
@@ -412,12 +412,14 @@ class Benchmark:
                     except (KeyError, TypeError, ValueError):  # an untimed record: no estimate from it
                         pass
         if seconds:
-            return float(np.mean(seconds))
-        return float(np.mean(self.durations)) if self.durations else None
+            return float(np.mean(seconds)), "from its finished runs"
+        if self.durations:
+            return float(np.mean(self.durations)), "from this call's runs of other models"
+        return None, None
 
     def eta_text(self, variant):
-        est = self.estimate(variant)
-        return (f"~{fmt_duration(est)} per run (its finished runs)" if est is not None
+        est, source = self.estimate(variant)
+        return (f"~{fmt_duration(est)} per run ({source})" if est is not None
                 else "no time estimate yet (no finished run of it)")
 
     def announce(self):
@@ -509,7 +511,7 @@ class Benchmark:
                 n += 1
                 if n < done or os.path.isfile(self.run_path(f"{variant['name']}__seed{seed}")):
                     continue
-                est = self.estimate(variant)
+                est = self.estimate(variant)[0]
                 if est is None:
                     return ""
                 left += est
