@@ -94,6 +94,13 @@ def headline(records):
     return text
 
 
+def at_budget_note(records):
+    """The sentence a comparison section opens with when runs stopped at the epochs cap."""
+    if not any(at_cap(r) for r in records):
+        return ""
+    return "At the budget above, not at convergence (runs stopped at the epochs cap): p-values compare these models. "
+
+
 def reference_of(summary, preferred=("SASRec-CE", "SASRec")):
     """The row SAERec is set against for the paper's target: SASRec-CE (the same loss and protocol)
     when the table has it, else RecBole's SASRec, else None."""
@@ -110,7 +117,7 @@ def target_lines(records, summary, metrics, ours="SAERec"):
     capped = sorted({r["variant"] for r in records if r["variant"] in (ours, ref) and at_cap(r)})
     if capped:
         return lines + [f"Not compared with the target: {' and '.join(capped)} stopped at the epochs cap "
-                        f"(not converged); a gain at {epochs_cap(records)} says nothing about "
+                        f"(not converged); a gain within {epochs_cap(records)} per run says nothing about "
                         "the converged models. Raise --budget_epochs until the runs stop early."]
     for m in metrics:
         a, b = summary[ours][m][0], summary[ref][m][0]
@@ -153,16 +160,15 @@ def markdown(records, sig_rows, dataset, variants_meta=None, against_rows=()):
     if sig_rows:
         lines += paired_section(
             "Significance: SAERec against the best baseline per metric",
-            ("" if not any(at_cap(r) for r in records) else
-             "At the budget above, not at convergence: some runs stopped at the epochs cap. ")
-            + "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's metric "
+            at_budget_note(records) + "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's metric "
             "averaged over seeds, paired t-test and Wilcoxon signed-rank over users.",
             ["metric", "best baseline", "SAERec", "baseline"], sig_rows,
             lambda s: [label(s["metric"]), s["best_baseline"], f"{s['ours_mean']:.4f}", f"{s['baseline_mean']:.4f}"])
     if against_rows:
         lines += paired_section(
             "Each change against its reference (what one component adds or costs)",
-            "A variant that names a reference (`against` in properties/benchmark/) differs from it in one change. "
+            at_budget_note(records)
+            + "A variant that names a reference (`against` in properties/benchmark/) differs from it in one change. "
             "User-paired: each test user's metric averaged over seeds; paired t-test and Wilcoxon signed-rank "
             "over users.",
             ["variant", "against", "metric", "variant", "reference"], against_rows,
@@ -280,10 +286,10 @@ def plot(path, summary, dataset, title_note=""):
                color=plt.cm.tab20(i % 20))  # the default cycle repeats after 10 models
     ax.set_xticks(x, [label(m) for m in metrics])
     ax.set_ylabel("test, mean ± std over seeds" if any_bar else "test (one seed per model: no error bars)")
-    ax.set_title(f"{dataset}: full ranking, leave-one-out; {title_note}", fontsize=9)
+    ax.set_title(f"{dataset}: full ranking, leave-one-out\n{title_note}", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
