@@ -5,12 +5,17 @@
     python -m recbole_saerec.analysis.explain --checkpoint=... --all --json all.json
     python -m recbole_saerec.analysis.explain --checkpoint=... --user=196 --png user196.png
 
+Any setting of ``properties/analysis/labels.yaml`` is a flag too (``--label_min_readability=0``
+shows every intent; see :mod:`recbole_saerec.analysis.labels`).
+
 For each user, at the TEST position (the same input sequence and held-out item that
 the test metrics use): the last items of the sequence (titles from the dataset's
 ``.item`` file), the top-K recommendations with scores, the held-out item's rank,
 the personal intents retrieved for the user (words, summary, cosine score), the
-public intents shared by all users (EMA activation), and the fusion weight of each
-branch. Everything intent-related is read from the model's own forward pass
+public intents shared by all users (EMA activation), each named by the items it fires
+on (only the readable ones are printed; the hidden ones are counted), the intents that link the
+last items to the recommendations, and, for fusions that weigh users differently, the fusion
+weight of each branch. Everything intent-related is read from the model's own forward pass
 (``forward(..., return_details=True)``), never recomputed here; the scores are
 ``user @ item_table.T`` from that same pass, i.e. ``full_sort_predict``.
 

@@ -1,26 +1,31 @@
 """Steer a trained SAERec through its intents, at inference, without retraining.
 
-    python -m recbole_saerec.analysis.steer --checkpoint=saved/SAERec-....pth --match="skin,moistur" --weight 2.0 \
-        --category_field categories --topk 10 [--json report.json] [--png report.png]
-    python -m recbole_saerec.analysis.steer --checkpoint=... --match=horror --field words --weight 0,0.5,2,4 \
-        --category_field class
+    python -m recbole_saerec.analysis.steer --checkpoint=saved/SAERec-....pth --match="nail,polish" \
+        --category_field categories --topk 10 [--json report.json] [--png report.png]    # weights 1.25,1.5,2
+    python -m recbole_saerec.analysis.steer --checkpoint=... --match=horror --weight 0,0.5,2,4 --category_field class
+    python -m recbole_saerec.analysis.steer --checkpoint=... --category="Nail Art" --weight 1.5
     python -m recbole_saerec.analysis.steer --checkpoint=... --categories 10 --weight 2   # by what intents fire on
 
 With ``--categories N`` (:func:`category_sweep`) step 1 instead picks, for each of the N
 largest categories, the intents whose activating items are mostly of that category, and the
 report counts the categories that moved with the expected sign. Otherwise:
 
-1. Select the intents whose catalogue words (``--field words``), summary (``summary``) or
-   either (``both``, default) contain any of the comma-separated ``--match`` substrings
-   (case-insensitive).
-2. Set their weights to ``--weight`` (several: a sweep) and rank all items for EVERY
-   test user (the test position, as the test metrics do), before and after.
-3. Report: for each category of ``--category_field`` in the dataset's ``.item`` file
-   (amazon-*: ``categories``, names split on '|'; ml-100k: ``class`` genres split on
-   spaces), how many recommended items (summed over users' top-K lists) carry it,
-   before/after; the change in HR@K / NDCG@K; and the drift of the OTHER categories
-   (total absolute change of their counts, and the largest one). The target categories
-   are ``--target_category`` or, by default, those whose name contains a match pattern.
+1. Select intents by whole words (:func:`matches`: case-insensitive, a plural matches its
+   singular, never a substring; ``word*`` for a prefix): the comma-separated ``--match`` words
+   against each intent's name from its items (``--field label``, default; see
+   :mod:`recbole_saerec.analysis.labels`), its MI words (``words``), its summary (``summary``),
+   or several (``both``, ``all``); or, with ``--category``, the intents that fire on the items
+   of the named categories. Only readable intents are steered (``--label_min_readability``);
+   the matched unreadable ones are counted.
+2. Set their weights to ``--weight`` (several: a sweep; default 1.25,1.5,2) and rank all
+   items for EVERY test user (the test position, as the test metrics do), before and after.
+3. Report, for every weight: for each target category of ``--category_field`` in the
+   dataset's ``.item`` file (amazon-*: ``categories``, names split on '|'; ml-100k: ``class``
+   genres split on spaces) how many recommended items (summed over users' top-K lists) carry
+   it, before/after, and the targets together; the cost in HR@K / NDCG@K; the drift of the
+   OTHER categories (total absolute change of their counts, and the largest ones); and the
+   targets that moved against the weight. The targets are ``--target_category`` or, by
+   default, the categories a match word or ``--category`` names (whole words).
 
 Mechanisms (``--mode``; weight 1.0 is the identity for both):
 
