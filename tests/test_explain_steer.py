@@ -381,3 +381,21 @@ def test_category_sweep_cli(trained, tmp_path, capsys):
     for argv in (["--weight", "2"], ["--categories", "2", "--match", "x"], ["--categories", "2", "--weight", "2,3"]):
         with pytest.raises(UsageError, match="--match|--weight"):
             steer.main(["--checkpoint", result["saved_model_file"]] + argv)
+
+
+def test_steer_by_a_named_category_selects_what_fires_on_it(trained):
+    import numpy as np
+
+    _, _, bundle = trained
+    everything = labels.model_labels(bundle, labels.label_settings({"label_min_readability": 0}))
+    rep = steer_report(bundle, weights=[3.0], categories="skincare", category_field="categories", mode="score",
+                       labels=everything, min_share=0.4, min_lift=1.0)
+    cats, mat = steer.category_matrix(bundle, "categories")
+    k = cats.index("Skincare")
+    expected = steer.select_by_category(steer.intent_category_shares(bundle.model, mat), k, mat[1:].mean(0)[k],
+                                        0.4, 1.0)
+    assert [s["row"] for s in rep["selected_intents"]] == expected and expected
+    assert rep["target_categories"] == ["Skincare"] and not np.isnan(rep["runs"][0]["metrics"]["hit@10"]["after"])
+    assert rep["runs"][0]["targets"]["Skincare"]["change"] > 0  # score mode: monotone for what they fire on
+    with pytest.raises(ValueError, match="no category 'Nails'"):
+        steer_report(bundle, categories="Nails", labels=everything)

@@ -14,7 +14,8 @@ the name comes from the items instead:
    share x log lift; words of the category name, plural forms of a chosen word and
    ``label_ignore_words`` are skipped).
 4. **Check against the MI words**: a word among the top ``label_mi_words`` MI words is confirmed
-   when the evidence's titles or the chosen name contain it (a plural counts).
+   when the chosen name contains it (a plural counts) or at least 10% of the evidence has it in
+   its title, at twice its share of all titles.
 5. **Readability** = coverage x agreement: coverage is the share of the evidence the name
    describes (items in the category or with a name word in their title); agreement is
    0.5 + 0.25 per confirmed MI word, at most 1 (no name: 0). An intent is *readable* when its
@@ -102,9 +103,8 @@ def evidence_tables(items, item_tokens, category_field, sep=None, ignore=()):
     """Per item id (row 0 = padding): categories and title words as 0/1 matrices.
 
     Returns (categories, cat_matrix [n, C], words, word_matrix [n, V], category depths [C]), the
-    matrices sparse; title words are the
-    intent corpus's own tokens (:func:`recbole_saerec.intents.interpret.tokenize`) present in at
-    least two titles, minus ``ignore``.
+    matrices sparse; title words are the intent corpus's own tokens
+    (:func:`recbole_saerec.intents.interpret.tokenize`) present in at least two titles, minus ``ignore``.
     """
     n = len(item_tokens)
     cats = [[] if t is None or not category_field else items.labels(t, category_field, sep) for t in item_tokens]
@@ -251,10 +251,3 @@ def model_labels(bundle, settings=None, category_field=None, sep=None):
 def readable_share(labels):
     """(readable, total)."""
     return sum(x["readable"] for x in labels), len(labels)
-
-
-def describe(label):
-    """'Nail Polish: crackle, zoya (readability 0.82)' or '(unreadable: ...)'."""
-    if not label["name"]:
-        return "(nothing its items share: unreadable)"
-    return f"{label['name']} (readability {label['readability']:.2f})"

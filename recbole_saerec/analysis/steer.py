@@ -25,7 +25,7 @@ report counts the categories that moved with the expected sign. Otherwise:
    it, before/after, and the targets together; the cost in HR@K / NDCG@K; the drift of the
    OTHER categories (total absolute change of their counts, and the largest ones); and the
    targets that moved against the weight. The targets are ``--target_category`` or, by
-   default, the categories a match word or ``--category`` names (whole words).
+   default, the categories a match word names (whole words) and the ``--category`` ones.
 
 Mechanisms (``--mode``; weight 1.0 is the identity for both):
 
@@ -395,9 +395,9 @@ def steer_report(bundle, match=None, weights=(2.0,), field="label", category_fie
     rows, hidden = readable_only(rows, labels)
     base = rank_all(bundle, topk, mode=mode, batch_size=batch_size, progress="unsteered" if progress else None)
     before = category_counts(bundle, base["top_ids"], category_field, sep)
-    if target_categories is None:
-        wanted = patterns + named
-        targets = sorted(c for c in before if any(matches(p, c) for p in wanted))
+    if target_categories is None:  # the categories a match word names, and each named category itself
+        lower = {c.lower() for c in named}
+        targets = sorted(c for c in before if any(matches(p, c) for p in patterns) or c.lower() in lower)
     else:
         targets = [c.strip() for c in (target_categories.split(",") if isinstance(target_categories, str)
                                        else target_categories) if c.strip()]
@@ -555,8 +555,8 @@ def main(argv=None):
     parser.add_argument("--category_sep", default=None, help="separator of that column (default: '|' if present, "
                                                              "else spaces)")
     parser.add_argument("--target_category", default=None,
-                        help="comma-separated target categories (default: those a --match word or --category "
-                             "names, as whole words)")
+                        help="comma-separated target categories (default: those a --match word names, as whole "
+                             "words, and the --category ones)")
     parser.add_argument("--topk", type=int, default=10)
     parser.add_argument("--json", help="write the report to this JSON file")
     parser.add_argument("--png", help="write the category counts before/after to this PNG")
