@@ -71,6 +71,20 @@ def is_user_error(exc):
     return any(cls.__name__ in USER_ERROR_NAMES for cls in type(exc).__mro__)
 
 
+# Warnings that are known, harmless and not ours, each hidden for the one module that raises it:
+# RecBole's Trainer builds torch.cuda.amp.GradScaler even on a CPU, a spelling torch deprecated.
+KNOWN_WARNINGS = [
+    {"message": r"`torch\.cuda\.amp\.GradScaler", "category": FutureWarning, "module": r"recbole\.trainer"},
+]
+
+
+def ignore_known_warnings():
+    """Hide KNOWN_WARNINGS (in the current warnings context): every command, and each Ray Tune trial
+    process, which runs outside the command's context."""
+    for spec in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", **spec)
+
+
 def run_main(main, argv=None, prog=None):
     """Call ``main(argv)`` with ``--debug`` removed; one-line message for user mistakes.
 
@@ -82,10 +96,7 @@ def run_main(main, argv=None, prog=None):
     argv = [a for a in argv if a != "--debug"]
     try:
         with warnings.catch_warnings():
-            # RecBole's Trainer builds torch.cuda.amp.GradScaler even on a CPU; torch deprecated that
-            # spelling. Known, harmless, not ours: hidden for RecBole's trainer module only.
-            warnings.filterwarnings("ignore", message=r"`torch\.cuda\.amp\.GradScaler", category=FutureWarning,
-                                    module=r"recbole\.trainer")
+            ignore_known_warnings()
             status = main(argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

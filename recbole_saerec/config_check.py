@@ -116,6 +116,11 @@ RULES = {
     "guided_max_use_words": NON_NEGATIVE, "guided_category_max_share": "(0, 1]", "guided_use_words": ANY,
     "guided_fill": ANY, "base_checkpoint": ANY, "base_reduction": ("pca", "linear"), "base_dim": POSITIVE_INT,
     "base_variance": "(0, 1]", "base_finetune": ANY,
+    # --- intent labels of explain / steer (properties/analysis/labels.yaml, validate_settings) ---
+    "label_top_items": POSITIVE_INT, "label_category_field": ANY, "label_max_category_item_share": "(0, 1]",
+    "label_min_category_share": "(0, 1]", "label_min_category_lift": "[1, inf)", "label_min_word_share": "(0, 1]",
+    "label_min_word_lift": "[1, inf)", "label_max_words": NON_NEGATIVE, "label_ignore_words": ANY,
+    "label_mi_words": NON_NEGATIVE, "label_min_readability": "[0, 1]",
     # --- the demo yaml / command lines (the runners pass these through RecBole's parser) ---
     "model": ANY, "dataset": PLAIN_NAME, "config_files": ANY, "use_gpu": ANY, "explain_user": ANY,
 }
@@ -305,3 +310,16 @@ def validate_config(final, external):
         raise ConfigValueError("Invalid config (checked before any work): " + problems[0].strip())
     if problems:
         raise ConfigValueError("Invalid config (checked before any work):\n" + "\n".join(problems))
+
+
+def validate_settings(values, yaml_path):
+    """Problems (sentences) with a tool's settings read from its own yaml (e.g.
+    properties/analysis/labels.yaml): types from that yaml's ``# (type)`` comments, ranges from RULES."""
+    types = plugin_key_types([yaml_path])
+    problems = []
+    for key, value in values.items():
+        typ, none_ok, where = types.get(key, (None, True, None))
+        problem = check_value(key, value, typ, none_ok, where)
+        if problem:
+            problems.append(problem)
+    return problems

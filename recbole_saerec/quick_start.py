@@ -7,6 +7,7 @@ Config / get_model / get_trainer.
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -29,6 +30,8 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)  # [logs] log_dir / tensorboard_dir, not RecBole's fixed ./log
     logger = getLogger()
+    if not any(isinstance(f, EpochsFromOne) for f in logger.filters):
+        logger.addFilter(EpochsFromOne())
     logger.info(sys.argv)
     logger.info(config)
     with quiet_recbole_pandas():  # the intent build loads the dataset too
@@ -38,6 +41,29 @@ def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
     # [data] protocol: clean (default) | authors_leaky (valid := test; comparison only, logs a warning)
     train_data, valid_data, test_data = split_with_protocol(config, data)
     return config, data, train_data, valid_data, test_data
+
+
+class EpochsFromOne(logging.Filter):
+    """Numbers epochs from 1 in the run's log, as every table, plot and progress line of the plugin does.
+
+    RecBole's trainer logs its 0-based epoch index ("epoch 0 training", "best eval result in epoch 0")
+    and the plugin's trainer follows it in the same log; run records keep that index (``epoch``,
+    ``best_epoch``), only what a person reads says "epoch 1" for the first epoch. Rewrites those
+    messages only, nothing else.
+    """
+
+    def filter(self, record):
+        if isinstance(record.msg, str) and "epoch" in record.msg and not record.args:
+            record.msg = re.sub(r"(epoch )(\d+)( training| evaluating| set-up)|"
+                                r"((?:best eval result in epoch|Resume training from epoch|: epoch) )(\d+)",
+                                _plus_one, record.msg)
+        return True
+
+
+def _plus_one(match):
+    if match.group(2) is not None:
+        return f"{match.group(1)}{int(match.group(2)) + 1}{match.group(3)}"
+    return f"{match.group(4)}{int(match.group(5)) + 1}"
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ import torch
 from recbole.data import create_dataset
 
 from conftest import GENRES, N_ITEMS, base_config, seed_all, write_fake_intents, write_tiny_dataset
-from recbole_saerec.analysis import explain, steer
+from recbole_saerec.analysis import explain, labels, steer
 from recbole_saerec.cli import UsageError
 from recbole_saerec.config import Config
 from recbole_saerec.data import split_with_protocol
@@ -123,8 +123,11 @@ def test_single_and_batched_explanations_agree_and_text_is_readable(trained):
     last = one["history"][-1]
     assert last["title"] == f"{GENRES[(int(last['item'][1:]) - 1) % 3]} product number {last['item'][1:]}"  # .item
     text = explain.format_explanation(one)
-    for piece in ("User u4", "Top-5 recommendations", "Personal intents", "Public intents", "Fusion weights"):
+    for piece in ("User u4", "Top-5 recommendations", "Personal intents", "Public intents"):
         assert piece in text
+    # the default 'mean' fusion gives every user 1/3 per branch: no line repeating that constant
+    assert one["fusion_rule"] == "mean" and "Fusion weights" not in text
+    assert "Fusion weights (adaptive gate" in explain.format_explanation(dict(one, fusion_rule="adaptive"))
     with pytest.raises(KeyError, match="Unknown user"):
         explain_users(bundle, ["nobody"])
 
@@ -154,10 +157,28 @@ def test_select_intents_by_words_or_summary():
     cat = [{"row": 0, "words": ["skin", "cream"], "summary": "Skincare"},
            {"row": 1, "words": ["lipstick"], "summary": "Lip makeup"},
            {"row": 2, "words": ["moisturizer"], "summary": "Hydration"}]
-    assert select_intents(cat, "skin,moistur", "words") == [0, 2]
+    assert select_intents(cat, "skin,moistur*", "words") == [0, 2]  # a prefix only when asked with '*'
+    assert select_intents(cat, "skin,moistur", "words") == [0]
     assert select_intents(cat, "MAKEUP", "summary") == [1]
     assert select_intents(cat, "skin", "both") == [0]
     assert select_intents(cat, "nothing") == []
+
+
+def test_whole_words_never_substrings_and_the_label_decides():
+    """'nail' once selected a 'snail' intent (substring) whose items are ancient-history books; by whole
+    words and by the label of what each intent fires on, it selects only the nail intents."""
+    cat = [{"row": 0, "words": ["egyptian", "snail", "aztec"], "summary": "egyptian, ancient, aztec"},
+           {"row": 1, "words": ["lacquer", "nails", "shatter"], "summary": "lacquer, nails"},
+           {"row": 2, "words": ["nail", "salon"], "summary": "nail salon"}]
+    labels = [{"category": "Skin Care", "words": ["snail", "mucin"]},
+              {"category": "Nail Polish", "words": ["crackle"]},
+              {"category": "Hair Care", "words": ["salon"]}]  # MI words say 'nail', its items are hair care
+    assert select_intents(cat, "nail", "words") == [1, 2]  # 'nails' is 'nail'; 'snail' is not
+    assert select_intents(cat, "nail", "label", labels) == [1]
+    assert select_intents(cat, "nail,polish", "all", labels) == [1, 2]
+    assert steer.matches("nail", "Nail Art") and steer.matches("nail", "Hands & Nails")
+    assert not steer.matches("nail", "snail") and not steer.matches("polish", "polished furniture")
+    assert steer.matches("nail art", "Nail Art Equipment") and not steer.matches("nail art", "Art of Nails")
 
 
 @pytest.mark.parametrize("mode", ["model", "score"])
@@ -256,10 +277,11 @@ def test_explain_and_steer_clis_on_the_tiny_checkpoint(trained, tmp_path, capsys
     assert (tmp_path / "e_u1.png").stat().st_size > 0 and (tmp_path / "e_u2.png").stat().st_size > 0
 
     rep = steer.main([f"--checkpoint={ckpt}", "--trust_checkpoint", "--match=w1a,theme 2", "--weight", "1,3",
+                      "--field", "both", "--label_min_readability=0",
                       "--category_field", "categories", "--target_category", "Skincare",
                       "--json", str(tmp_path / "s.json"), "--png", str(tmp_path / "s.png")])
     text = capsys.readouterr().out
-    assert "Skincare" in text and "other categories" in text
+    assert "Skincare" in text and "other categories" in text and "cost: HR@10" in text
     assert rep["selected_intents"] and [r["weight"] for r in rep["runs"]] == [1.0, 3.0]
     assert rep["counts_before"]["Beauty"] == 10 * rep["users"]  # every item carries 'Beauty'
     assert (tmp_path / "s.png").stat().st_size > 0
@@ -331,8 +353,9 @@ def test_intent_category_shares_and_selection_hand_built():
 
 def test_category_sweep_on_the_tiny_checkpoint(trained):
     _, _, bundle = trained
+    everything = labels.model_labels(bundle, labels.label_settings({"label_min_readability": 0}))
     rep = steer.category_sweep(bundle, n_categories=10, weight=50.0, category_field="categories", mode="score",
-                               min_share=0.4, min_lift=1.0)
+                               min_share=0.4, min_lift=1.0, labels=everything)
     assert rep["skipped_categories"] == ["Beauty"]  # every item carries it
     assert sorted(r["category"] for r in rep["categories"]) == ["Haircare", "Makeup", "Skincare"]
     assert rep["n_expected_sign"] == sum(r["expected_sign"] for r in rep["categories"])
@@ -358,3 +381,21 @@ def test_category_sweep_cli(trained, tmp_path, capsys):
     for argv in (["--weight", "2"], ["--categories", "2", "--match", "x"], ["--categories", "2", "--weight", "2,3"]):
         with pytest.raises(UsageError, match="--match|--weight"):
             steer.main(["--checkpoint", result["saved_model_file"]] + argv)
+
+
+def test_steer_by_a_named_category_selects_what_fires_on_it(trained):
+    import numpy as np
+
+    _, _, bundle = trained
+    everything = labels.model_labels(bundle, labels.label_settings({"label_min_readability": 0}))
+    rep = steer_report(bundle, weights=[3.0], categories="skincare", category_field="categories", mode="score",
+                       labels=everything, min_share=0.4, min_lift=1.0)
+    cats, mat = steer.category_matrix(bundle, "categories")
+    k = cats.index("Skincare")
+    expected = steer.select_by_category(steer.intent_category_shares(bundle.model, mat), k, mat[1:].mean(0)[k],
+                                        0.4, 1.0)
+    assert [s["row"] for s in rep["selected_intents"]] == expected and expected
+    assert rep["target_categories"] == ["Skincare"] and not np.isnan(rep["runs"][0]["metrics"]["hit@10"]["after"])
+    assert rep["runs"][0]["targets"]["Skincare"]["change"] > 0  # score mode: monotone for what they fire on
+    with pytest.raises(ValueError, match="no category 'Nails'"):
+        steer_report(bundle, categories="Nails", labels=everything)

@@ -1,13 +1,14 @@
 """``python -m recbole_saerec.experiments.benchmark``: flags, then Benchmark.run_all and report."""
 import argparse
 import os
+import sys
 
 import yaml
 
 from recbole_saerec import cli
 from recbole_saerec.experiments.benchmark.records import RUNS, log, rename_variant
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
-from recbole_saerec.experiments.benchmark.report import format_progress, progress, report, report_names
+from recbole_saerec.experiments.benchmark.report import format_progress, headline, progress, report, report_names
 from recbole_saerec.experiments.benchmark.runner import Benchmark, resolve_work_dir
 
 
@@ -27,11 +28,16 @@ def parse_args(argv=None):
     p.add_argument("--models", "-m", help="comma-separated model or variant names (not needed with --progress)")
     p.add_argument("--seeds", default="3", help="a count N (seeds seed_base..seed_base+N-1) or a list '1,2,3'")
     p.add_argument("--seed_base", type=int, default=2020, help="first seed when --seeds is a count")
-    p.add_argument("--out", default=None, help="results folder (default docs/results/<dataset>)")
+    p.add_argument("--out", default=None, help=f"results folder (default {default_out('<dataset>')}: outside the "
+                                                "tracked docs; give --out=docs/results/<name> for a table to commit)")
     p.add_argument("--work_dir", default=None, help="checkpoints (default saved/benchmark/<dataset>)")
     p.add_argument("--config_files", default=None, help="yaml files for every run (space or comma separated)")
     p.add_argument("--budget_epochs", type=int, default=None, help="the same epochs cap for every model")
-    p.add_argument("--search", default="on", choices=["on", "off"], help="run variants' valid-selected searches")
+    # Off unless asked: a search trains every candidate of a variant on the search seed, which turns
+    # "2 models x 1 seed" into several times the runs the user counted.
+    p.add_argument("--search", default="off", choices=["on", "off"],
+                   help="on: run the variants' valid-selected searches (each candidate is one more run, announced "
+                        "with its count before training); off (default): each variant's own settings")
     p.add_argument("--search_seed", type=int, default=None,
                    help="the seed whose VALID the searches select on (default --seed_base), also when --seeds "
                         "lists other seeds only: adding seeds to a searched table reuses its search")
@@ -49,10 +55,19 @@ def parse_args(argv=None):
     p.add_argument("--why", help="--rename: the reason, stored in each renamed record")
     p.add_argument("--progress", action="store_true",
                    help="print the runs in flight under --work_dir (valid curve so far, epochs without improvement)")
+    p.add_argument("--bars", default="auto", choices=["auto", "on", "off"],
+                   help="per-epoch progress bars of each run: auto = when stderr is a terminal (a log file gets "
+                        "one line per epoch instead)")
     p.add_argument("--fail_fast", action="store_true", help="stop at the first failing run")
     p.add_argument("--variants", default=None, help="extra registry yaml (adds/overrides variants)")
     args, unknown = p.parse_known_args(argv)
     return args, {key: parse_value(value) for key, value in cli.config_args(unknown).items()}
+
+
+def default_out(dataset):
+    """Where results go without --out: under the working folder's git-ignored saved/, so that trying the
+    benchmark never writes into a checkout's committed docs/results/."""
+    return os.path.join("saved", "results", dataset)
 
 
 def rename(args):
@@ -63,7 +78,7 @@ def rename(args):
     if new not in registry:
         raise cli.UsageError(f"--rename: '{new}' is not a registered variant: add it to "
                              f"properties/benchmark/variants.yaml (or --variants) with the config the runs had")
-    runs_dir = os.path.join(args.out or os.path.join("docs", "results", args.dataset), RUNS)
+    runs_dir = os.path.join(args.out or default_out(args.dataset), RUNS)
     try:
         target = resolve_variant(new, registry)
         ids = rename_variant(runs_dir, old, new, target["config"], args.why, role=target["role"])
@@ -95,12 +110,12 @@ def main(argv=None):
         raise cli.UsageError(f"--seeds={args.seeds} asks for {len(seeds)} seeds per model. --seeds is a COUNT "
                             f"(with --seed_base) or a LIST: for the single seed {args.seeds} write "
                             f"--seeds={args.seeds}, (trailing comma) or --seeds=1 --seed_base={args.seeds}.")
-    out = args.out or os.path.join("docs", "results", args.dataset)
+    out = args.out or default_out(args.dataset)
     config_files = cli.config_files(args.config_files)
     bench = Benchmark(args.dataset, variants, seeds, out, config_files=config_files, cli_config=overrides,
                       budget_epochs=args.budget_epochs, work_dir=args.work_dir, search=args.search == "on",
                       keep_checkpoints=args.keep_checkpoints, machine_label=args.machine, fail_fast=args.fail_fast,
-                      registry=registry,
+                      registry=registry, bars={"on": True, "off": False}.get(args.bars, sys.stderr.isatty()),
                       search_seed=args.seed_base if args.search_seed is None else args.search_seed)
     if not args.report_only:
         log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
@@ -110,5 +125,6 @@ def main(argv=None):
     result = report(bench.out_dir, args.dataset, names if args.report_only else report_names(bench.out_dir, names),
                     registry)
     if result:
+        log(headline(result["records"]))
         log(f"table: {os.path.join(bench.out_dir, 'results.md')}")
     return result

@@ -3,14 +3,19 @@ progress of runs still in flight (read from their resume states)."""
 import csv
 import json
 import os
+import platform
 import time
 
 import numpy as np
 
-from recbole_saerec.experiments.benchmark.records import (RUNS, epoch_seconds, load_records, log, run_seconds,
-                                                     write_json_atomic)
+from recbole_saerec.experiments.benchmark.records import (RUNS, epoch_seconds, fmt_duration, load_records, log,
+                                                          run_seconds, write_json_atomic)
 from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.experiments.benchmark.stats import against_references, metric_keys, significance, summarize
+
+# A run in flight says so in its folder from its first second (its resume state exists only after its
+# first epoch): the runner writes this file there before training and removes it once the run is recorded.
+IN_FLIGHT = "in_flight.json"
 
 METRIC_LABELS = {"hit": "HR", "ndcg": "NDCG", "recall": "Recall", "mrr": "MRR", "precision": "P"}
 
@@ -51,17 +56,95 @@ def masking_note(records):
     return "MIXED ranking protocols: some runs masked seen items, some did not (see results.csv)"
 
 
-def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec", against_rows=()):
+def at_cap(record):
+    """True when a run stopped at its epochs cap (not converged): ``stopped_by``, or for a record
+    written before that key, its epochs against the cap."""
+    if record.get("stopped_by") is not None:
+        return record["stopped_by"] == "cap"
+    run, cap = record.get("epochs_run"), record.get("epochs_cap")
+    return run is not None and cap is not None and run >= cap
+
+
+def epochs_cap(records):
+    """'at most N epochs' (several caps: 'at most 1/200 epochs')."""
+    caps = sorted({r.get("epochs_cap") for r in records if r.get("epochs_cap") is not None})
+    return f"at most {'/'.join(str(c) for c in caps) or '?'} epoch{'' if caps == [1] else 's'}"
+
+
+def budget(records):
+    """'at most N epochs per run, early stopping after P epochs without improvement of valid M'."""
+    steps = sorted({r.get("stopping_step") for r in records if r.get("stopping_step") is not None})
+    metric = next((r.get("valid_metric") for r in records if r.get("valid_metric")), "VALID metric")
+    return (f"{epochs_cap(records)} per run, early stopping after {'/'.join(str(p) for p in steps) or '?'} "
+            f"epochs without improvement of valid {metric}")
+
+
+def headline(records):
+    """The first thing a report says: the budget, and whether the runs converged under it."""
+    n, capped = len(records), sum(at_cap(r) for r in records)
+    text = f"Budget: {budget(records)}. "
+    if capped == n:
+        text += (f"NOT CONVERGED: all {n} runs stopped at the epochs cap, so the numbers compare the models at "
+                 "this budget, not at convergence; no target is checked.")
+    elif capped:
+        text += (f"{capped} of {n} runs stopped at the epochs cap (rows marked 'not converged'); the others "
+                 "stopped early on VALID.")
+    else:
+        text += f"All {n} runs stopped early on VALID (converged under this budget)."
+    return text
+
+
+def at_budget_note(records):
+    """The sentence a comparison section opens with when runs stopped at the epochs cap."""
+    if not any(at_cap(r) for r in records):
+        return ""
+    return "At the budget above, not at convergence (runs stopped at the epochs cap): p-values compare these models. "
+
+
+def reference_of(summary, preferred=("SASRec-CE", "SASRec")):
+    """The row SAERec is set against for the paper's target: SASRec-CE (the same loss and protocol)
+    when the table has it, else RecBole's SASRec, else None."""
+    return next((name for name in preferred if name in summary), None)
+
+
+def target_lines(records, summary, metrics, ours="SAERec"):
+    """SAERec against its reference, checked against the paper's +10% target only when both converged."""
+    ref = reference_of(summary)
+    if ours not in summary or ref is None:
+        return []
+    what = "RecBole's SASRec" if ref == "SASRec" else ref
+    lines = ["", f"## SAERec relative to {what} (target: >= +10% on HR@10 and NDCG@10)", ""]
+    capped = sorted({r["variant"] for r in records if r["variant"] in (ours, ref) and at_cap(r)})
+    if capped:
+        return lines + [f"Not compared with the target: {' and '.join(capped)} stopped at the epochs cap "
+                        f"(not converged); a gain within {epochs_cap(records)} per run says nothing about "
+                        "the converged models. Raise --budget_epochs until the runs stop early."]
+    for m in metrics:
+        a, b = summary[ours][m][0], summary[ref][m][0]
+        lines.append(f"- {label(m)}: {a:.4f} vs {b:.4f} ({100 * (a - b) / b:+.1f}%)" if b else f"- {label(m)}: n/a")
+    return lines
+
+
+def epochs_cell(recs):
+    """'3/5/4 of 200' (1-based epochs run per seed, and the cap), marked when any run stopped at the cap."""
+    runs = "/".join(str(r.get("epochs_run") if r.get("epochs_run") is not None else "?") for r in recs)
+    caps = sorted({str(r.get("epochs_cap")) for r in recs})
+    capped = sum(at_cap(r) for r in recs)
+    return f"{runs} of {'/'.join(caps)}" + (
+        "" if not capped else " **not converged**" if capped == len(recs) else f" **{capped} not converged**")
+
+
+def markdown(records, sig_rows, dataset, variants_meta=None, against_rows=()):
     summary = summarize(records)
     metrics = metric_keys(records)
     best = {m: max(summary, key=lambda v: summary[v][m][0]) for m in metrics}
-    lines = [f"# Benchmark: {dataset}", "",
+    lines = [f"# Benchmark: {dataset}", "", f"**{headline(records)}**", "",
              "Test metrics of the valid-selected checkpoint, mean ± sample std (ddof=1) over seeds; "
              f"best mean per metric in bold. Full ranking over all items, leave-one-out by time; "
-             f"{masking_note(records)}.", "",
+             f"{masking_note(records)}. Epochs count from 1.", "",
              "| model | role | " + " | ".join(label(m) for m in metrics)
-             + " | seeds | best epoch (0-based) | min/run |",
-             "|---|---|" + "---|" * len(metrics) + "---|---|---|"]
+             + " | seeds | epochs run (cap) | best epoch | min/run |",
+             "|---|---|" + "---|" * len(metrics) + "---|---|---|---|"]
     for variant, cells in summary.items():
         recs = [r for r in records if r["variant"] == variant]
         row = []
@@ -69,31 +152,29 @@ def markdown(records, sig_rows, dataset, variants_meta=None, reference="SASRec",
             mean, std, n = cells[m]
             text = f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
             row.append(f"**{text}**" if best[m] == variant else text)
-        epochs = "/".join(str(r.get("best_epoch")) for r in recs)
+        # records keep the 0-based epoch index RecBole's trainer uses; people read the first epoch as 1
+        epochs = "/".join("?" if r.get("best_epoch") is None else str(r["best_epoch"] + 1) for r in recs)
         minutes = np.mean([run_seconds(r) for r in recs]) / 60
         lines.append(f"| {variant} | {recs[0].get('role', '')} | " + " | ".join(row)
-                     + f" | {len(recs)} | {epochs} | {minutes:.1f} |")
+                     + f" | {len(recs)} | {epochs_cell(recs)} | {epochs} | {minutes:.1f} |")
     if sig_rows:
         lines += paired_section(
             "Significance: SAERec against the best baseline per metric",
-            "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's metric "
+            at_budget_note(records) + "Seed-paired: paired t-test over seeds (weak with 3 seeds). User-paired: each test user's metric "
             "averaged over seeds, paired t-test and Wilcoxon signed-rank over users.",
             ["metric", "best baseline", "SAERec", "baseline"], sig_rows,
             lambda s: [label(s["metric"]), s["best_baseline"], f"{s['ours_mean']:.4f}", f"{s['baseline_mean']:.4f}"])
     if against_rows:
         lines += paired_section(
             "Each change against its reference (what one component adds or costs)",
-            "A variant that names a reference (`against` in properties/benchmark/) differs from it in one change. "
+            at_budget_note(records)
+            + "A variant that names a reference (`against` in properties/benchmark/) differs from it in one change. "
             "User-paired: each test user's metric averaged over seeds; paired t-test and Wilcoxon signed-rank "
             "over users.",
             ["variant", "against", "metric", "variant", "reference"], against_rows,
             lambda a: [a["ours"], a["theirs"], label(a["metric"]), f"{a['ours_mean']:.4f}", f"{a['theirs_mean']:.4f}"])
     lines += fusion_lines(records)
-    if "SAERec" in summary and reference in summary:
-        lines += ["", f"## SAERec relative to RecBole {reference} (target: >= +10% on HR@10 and NDCG@10)", ""]
-        for m in metrics:
-            a, b = summary["SAERec"][m][0], summary[reference][m][0]
-            lines.append(f"- {label(m)}: {a:.4f} vs {b:.4f} ({100 * (a - b) / b:+.1f}%)" if b else f"- {label(m)}: n/a")
+    lines += target_lines(records, summary, metrics)
     first = records[0] if records else {}
     lines += ["", "## Setup", "",
               f"- epochs cap {first.get('epochs_cap')}, early stopping after {first.get('stopping_step')} "
@@ -126,7 +207,7 @@ def write_csvs(out_dir, records, summary):
             w.writerow([r["variant"], r["model"], r.get("role"), r["seed"]]
                        + [r["test_result"][m] for m in metrics]
                        + [r["best_valid_result"].get(m) for m in metrics]
-                       + [r.get("best_epoch"), r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
+                       + [None if r.get("best_epoch") is None else r["best_epoch"] + 1, r.get("epochs_run"), r.get("stopped_by"), r.get("mask_history"),
                           round(run_seconds(r), 1), round(epoch_seconds(r) / 60 / r["epochs_run"], 2)
                           if r.get("epochs_run") else None])
     write_curves(os.path.join(out_dir, "curves.csv"), records)
@@ -138,7 +219,7 @@ def write_csvs(out_dir, records, summary):
 
 
 def write_curves(path, records):
-    """Every run's per-epoch history in one long table (variant, seed, epoch, valid score, loss,
+    """Every run's per-epoch history in one long table (variant, seed, epoch from 1, valid score, loss,
     seconds, and SAERec's fusion statistics where recorded): the curves behind best_epoch."""
     keys = []
     for r in records:
@@ -149,7 +230,12 @@ def write_curves(path, records):
         w.writerow(["variant", "seed", "epoch"] + keys)
         for r in records:
             for h in r.get("history") or []:
-                w.writerow([r["variant"], r["seed"], h["epoch"]] + [h.get(k, "") for k in keys])
+                w.writerow([r["variant"], r["seed"], h["epoch"] + 1] + [h.get(k, "") for k in keys])
+
+
+# Fusion rules whose branch weights depend on the user; 'mean' and 'sum' weigh every user alike, so a
+# section of their weights would report a constant.
+PER_USER_FUSIONS = ("adaptive", "residual")
 
 
 def fusion_lines(records):
@@ -157,6 +243,8 @@ def fusion_lines(records):
     check, over its last 10 epochs (mean weights, entropy 1 = uniform / 0 = one branch, users > 0.9)."""
     rows = []
     for r in records:
+        if (r.get("config") or {}).get("fusion") not in PER_USER_FUSIONS:
+            continue
         hist = [h for h in r.get("history") or [] if "fusion_entropy" in h]
         branches = [k for k in (hist[0] if hist else {}) if k.startswith("fusion_")
                     and k not in ("fusion_entropy", "fusion_collapsed_share")]
@@ -167,7 +255,7 @@ def fusion_lines(records):
         mean = {k: float(np.mean([h[k] for h in last])) for k in branches + ["fusion_entropy", "fusion_collapsed_share"]}
         fmt = lambda h: (" / ".join(f"{k[7:]} {h[k]:.2f}" for k in branches)  # noqa: E731
                          + f" | {h['fusion_entropy']:.2f} | {h['fusion_collapsed_share']:.0%}")
-        rows.append(f"| {r['run_id']} | {best['epoch']} | {fmt(best)} | {fmt(mean)} |")
+        rows.append(f"| {r['run_id']} | {best['epoch'] + 1} | {fmt(best)} | {fmt(mean)} |")
     if not rows:
         return []
     return ["", "## Fusion: what the gate does (VALID users)", "",
@@ -175,7 +263,7 @@ def fusion_lines(records):
             "| mean of the last 10 epochs | entropy | users > 0.9 |", "|---|---|---|---|---|---|---|---|"] + rows
 
 
-def plot(path, summary, dataset):
+def plot(path, summary, dataset, title_note=""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,17 +274,22 @@ def plot(path, summary, dataset):
     width = 0.8 / max(len(variants), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics) + 0.25 * len(variants)), 4))
     x = np.arange(len(metrics))
+    any_bar = False
     for i, v in enumerate(variants):
         means = [summary[v][m][0] for m in metrics]
-        stds = [summary[v][m][1] for m in metrics]
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=v,
+        # one seed has no spread: a zero-width bar would claim a certainty the table does not have
+        spread = summary[v][metrics[0]][2] > 1 and any(summary[v][m][1] > 0 for m in metrics)
+        any_bar |= spread
+        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width,
+               yerr=[summary[v][m][1] for m in metrics] if spread else None, capsize=2,
+               label=v if summary[v][metrics[0]][2] > 1 else f"{v} (1 seed)",
                color=plt.cm.tab20(i % 20))  # the default cycle repeats after 10 models
     ax.set_xticks(x, [label(m) for m in metrics])
-    ax.set_ylabel("test (mean ± std over seeds)")
-    ax.set_title(f"{dataset}: full ranking, leave-one-out")
+    ax.set_ylabel("test, mean ± std over seeds" if any_bar else "test (one seed per model: no error bars)")
+    ax.set_title(f"{dataset}: full ranking, leave-one-out\n{title_note}", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -239,7 +332,10 @@ def report(out_dir, dataset, variant_names=None, registry=None, ours="SAERec"):
                 meta[v]["selected"] = json.load(f)["selected_config"]
     with atomic_path(os.path.join(out_dir, "results.md")) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(markdown(records, sig, dataset, meta, against_rows=against))
-    plot(os.path.join(out_dir, "results.png"), summary, dataset)
+    capped = sum(at_cap(r) for r in records)
+    plot(os.path.join(out_dir, "results.png"), summary, dataset,
+         f"{epochs_cap(records)} per run"
+         + (f"; NOT CONVERGED ({capped} of {len(records)} runs at the cap)" if capped else ""))
     return {"records": records, "summary": summary, "significance": sig, "against": against}
 
 
@@ -251,7 +347,12 @@ def progress(work_dir):
     from recbole_saerec.trainer import RESUME_SUFFIX, load_checkpoint
 
     rows = []
-    for path in sorted(glob.glob(os.path.join(work_dir, "*", f"*{RESUME_SUFFIX}"))):
+    states = sorted(glob.glob(os.path.join(work_dir, "*", f"*{RESUME_SUFFIX}")))
+    with_state = {os.path.dirname(p) for p in states}
+    for marker in sorted(glob.glob(os.path.join(work_dir, "*", IN_FLIGHT))):
+        if os.path.dirname(marker) not in with_state:  # in its first epoch: no resume state yet
+            rows.append(first_epoch_row(marker))
+    for path in states:
         state = load_checkpoint(path)
         history = state.get("history") or []
         # "is not None": a tiny epoch can take 0.0 s once rounded, and is still a timed epoch
@@ -266,18 +367,60 @@ def progress(work_dir):
                      # epochs left if VALID does not improve again: the earliest the run can end
                      "epochs_to_patience": None if patience is None else max(int(patience) - state["cur_step"], 0),
                      # a killed run leaves its resume state behind: how long since its last epoch was saved
-                     "saved_seconds_ago": max(time.time() - os.path.getmtime(path), 0.0)})
+                     "saved_seconds_ago": max(time.time() - os.path.getmtime(path), 0.0),
+                     "process": process_state(os.path.join(os.path.dirname(path), IN_FLIGHT))})
     return rows
 
 
+def process_state(marker):
+    """'running' / 'gone' for the process a run's in-flight marker names (on this host), else None."""
+    if not os.path.isfile(marker):
+        return None
+    try:
+        with open(marker, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if info.get("host") != platform.node():
+        return None  # another machine's run (a shared folder): its process cannot be asked
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return "gone"
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return "running" if isinstance(info.get("pid"), int) else None
+    return "running"
+
+
+def first_epoch_row(marker):
+    """A run that has not finished its first epoch yet, from its in-flight marker."""
+    with open(marker, encoding="utf-8") as f:
+        info = json.load(f)
+    return {"run_id": info.get("run_id") or os.path.basename(os.path.dirname(marker)), "epochs_done": 0,
+            "epochs_cap": info.get("epochs_cap"), "best_valid_score": None, "epochs_without_improvement": 0,
+            "finished": False, "valid_curve": [], "last_epoch": None, "seconds_per_epoch": None,
+            "epochs_to_patience": None, "started_seconds_ago": max(time.time() - float(info.get("started_unix") or
+                                                                                     time.time()), 0.0),
+            "saved_seconds_ago": None, "process": process_state(marker)}
+
+
 def is_paused(row):
-    """No epoch saved for three epochs' time (and a minute): the process that trained it is gone."""
+    """The process that trained it is gone: its marker's process is dead, or (another host, an older
+    run) no epoch was saved for three epochs' time and a minute."""
+    if row.get("process") is not None:
+        return not row["finished"] and row["process"] == "gone"
     spe = row["seconds_per_epoch"]
     return not row["finished"] and spe is not None and row["saved_seconds_ago"] > 3 * spe + 60
 
 
 def format_progress(row):
     """Two lines per run in flight: where it is, how fast, the earliest end, and its VALID curve."""
+    if row["best_valid_score"] is None:  # no epoch finished yet
+        line = (f"{row['run_id']}: epoch 1 of {row.get('epochs_cap') or '?'} in progress, started "
+                f"{fmt_duration(row['started_seconds_ago'])} ago (no valid score until it ends)")
+        if row.get("process") == "gone":
+            line += "; PAUSED: its process is gone (rerun the benchmark command to start it again)"
+        return line
     line = (f"{row['run_id']}: {row['epochs_done']} epochs, best valid {row['best_valid_score']:.4f}, "
             f"{row['epochs_without_improvement']} without improvement")
     if row["finished"]:

@@ -8,6 +8,7 @@ skipped when its spec hash matches, and a run cut off mid-way continues from its
 import datetime
 import json
 import os
+import platform
 import shutil
 import time
 
@@ -18,7 +19,7 @@ from recbole_saerec.utils import run_environment
 from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, rename_variant,
                                                           save_per_user, spec_hash, write_json_atomic)
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
-from recbole_saerec.experiments.benchmark.report import report, report_names
+from recbole_saerec.experiments.benchmark.report import IN_FLIGHT, report, report_names
 from recbole_saerec.experiments.benchmark.stats import per_user_from_topk
 
 # resume_state: each run saves its full training state after every epoch in its own checkpoint_dir,
@@ -121,7 +122,7 @@ def resolve_work_dir(work_dir, dataset):
 class Benchmark:
     def __init__(self, dataset, variants, seeds, out_dir, config_files=None, cli_config=None,
                  budget_epochs=None, work_dir=None, search=True, keep_checkpoints=True, machine_label=None,
-                 fail_fast=False, registry=None, search_seed=None):
+                 fail_fast=False, registry=None, search_seed=None, bars=False):
         self.dataset, self.variants, self.seeds = dataset, variants, list(seeds)
         # The searches select on this seed's VALID, whatever seeds this call trains: a call that adds
         # seeds 2021-2022 to a table searched on 2020 reuses that search instead of searching again.
@@ -137,6 +138,9 @@ class Benchmark:
         # Where and with which code the runs were made, taken once at start: the commit named in every
         # record is the code this process runs, even when the checkout moves on while it trains.
         self.env = run_environment(label=machine_label)
+        # Progress bars are how a run is shown, not what it is: set per call, outside the spec hash
+        # and the recorded config, so finished records stay reusable whatever the bars.
+        self.bars = bool(bars)
         self.calls = 0  # quick_start.run calls made by this invocation (the resume test counts them)
         self.durations = []
         os.makedirs(self.runs_dir, exist_ok=True)
@@ -222,8 +226,24 @@ class Benchmark:
         if variant.get("pretrain") is not None:
             cfg["pre_model_path"] = self.pretrain(variant, cfg)
         self.calls += 1
+        marker = os.path.join(cfg["checkpoint_dir"], IN_FLIGHT)
+        os.makedirs(cfg["checkpoint_dir"], exist_ok=True)
+        write_json_atomic(marker, {"run_id": run_id, "pid": os.getpid(), "host": platform.node(),
+                                   "started": started, "started_unix": t0, "epochs_cap": resolved["epochs"],
+                                   "stopping_step": resolved["stopping_step"], "out": self.out_dir})
+        try:
+            record = self._train_and_record(run_id, variant, seed, cfg, model, digest, resolved, started, t0)
+        finally:
+            if os.path.exists(marker):
+                os.remove(marker)
+        if not self.keep_checkpoints:
+            shutil.rmtree(cfg["checkpoint_dir"], ignore_errors=True)
+        self.durations.append(record["seconds"])
+        return record, True
+
+    def _train_and_record(self, run_id, variant, seed, cfg, model, digest, resolved, started, t0):
         result = quick_start.run(model=model, dataset=self.dataset, config_file_list=self.config_files or None,
-                                 config_dict=cfg, saved=True)
+                                 config_dict=dict(cfg, show_progress=self.bars), saved=True)
         train_s = time.time() - t0
         ckpt = result.get("saved_model_file")
         best_epoch = None
@@ -261,10 +281,7 @@ class Benchmark:
         resume_file = resume_path(cfg["checkpoint_dir"], model)
         if os.path.isfile(resume_file):  # the run is recorded: its training state is no longer needed
             os.remove(resume_file)
-        if not self.keep_checkpoints:
-            shutil.rmtree(cfg["checkpoint_dir"], ignore_errors=True)
-        self.durations.append(record["seconds"])
-        return record, True
+        return record
 
     def pretrain(self, variant, cfg):
         """Stage 1 of a two-stage model (S3Rec): self-supervised pre-training on the TRAIN split only.
@@ -327,6 +344,9 @@ class Benchmark:
             if own is None and self.changes_nothing(variant, seed, candidate):
                 own, cfg = k, self.config_dict(variant, seed)
                 self.adopt_first_seed_run(variant, seed, run_id)
+            if not os.path.isfile(self.run_path(run_id)):
+                log(f"search {variant['name']} candidate {k + 1}/{len(variant['search'])} {candidate} on seed "
+                    f"{seed}: {self.eta_text(variant)}")
             record, fresh = self.execute(run_id, variant, seed, cfg)
             scores.append(record["best_valid_score"])
             log(f"search {variant['name']} candidate {k} {candidate}: valid {record['valid_metric']} = "
@@ -371,7 +391,56 @@ class Benchmark:
                         os.path.join(self.runs_dir, f"{dst_id}.peruser.npz"))
         write_json_atomic(self.run_path(dst_id), dict(record, run_id=dst_id, **updates))
 
+    # -- what the call will cost, said before it trains
+    def estimate(self, variant):
+        """(seconds one run of `variant` takes, where the estimate comes from): its finished runs in this
+        folder (search candidates included), else the runs this call finished; (None, None) before any."""
+        from recbole_saerec.experiments.benchmark.records import run_seconds
+
+        name = variant["name"]
+        seconds = []
+        for file in os.listdir(self.runs_dir):
+            if file.startswith((f"{name}__seed", f"{name}@cand")) and file.endswith(".json") \
+                    and not file.endswith(".failed.json"):
+                with open(os.path.join(self.runs_dir, file), encoding="utf-8") as f:
+                    record = json.load(f)
+                # a run under another epochs cap says little about this one's time
+                if record.get("status") == "ok" and (self.budget_epochs is None
+                                                     or record.get("epochs_cap") == self.budget_epochs):
+                    try:
+                        seconds.append(run_seconds(record))
+                    except (KeyError, TypeError, ValueError):  # an untimed record: no estimate from it
+                        pass
+        if seconds:
+            return float(np.mean(seconds)), "from its finished runs"
+        if self.durations:
+            return float(np.mean(self.durations)), "from this call's runs of other models"
+        return None, None
+
+    def eta_text(self, variant):
+        est, source = self.estimate(variant)
+        return (f"~{fmt_duration(est)} per run ({source})" if est is not None
+                else "no time estimate yet (no finished run of it)")
+
+    def announce(self):
+        """Log the runs this call may train, search candidates included, before any of them starts."""
+        searched = [v for v in self.variants if self.search and v.get("search")]
+        extra = 0
+        for v in searched:
+            pending = [k for k in range(len(v["search"]))
+                       if not os.path.isfile(self.run_path(f"{v['name']}@cand{k}__seed{self.search_seed}"))]
+            # the candidate at the variant's own settings is its first-seed run, not one more
+            extra += max(len(pending) - 1, 0)
+            log(f"search on: {v['name']} tries {len(v['search'])} candidates on seed {self.search_seed}'s VALID "
+                f"({len(pending)} not run yet; {self.eta_text(v)}); the winner then trains every seed")
+        if searched:
+            log(f"search adds up to {extra} runs to the {len(self.variants) * len(self.seeds)} of the table "
+                f"(--search=off: each variant's own settings only)")
+        elif any(v.get("search") for v in self.variants):
+            log("search off: each variant runs with its own settings (--search=on runs its candidates)")
+
     def run_all(self):
+        self.announce()
         skip = set()
         for variant in self.variants:  # intents first: a failing build shows before hours of training
             try:
@@ -400,10 +469,11 @@ class Benchmark:
             for seed in self.seeds:
                 done += 1
                 run_id = f"{variant['name']}__seed{seed}"
-                remaining = total - done + 1
-                eta = (np.mean(self.durations) * remaining) if self.durations else None
-                log(f"[{done}/{total}] {run_id}" + (f"  elapsed {fmt_duration(time.time() - t_start)}"
-                                                    f"  ETA {fmt_duration(eta)}" if eta is not None else ""))
+                if not os.path.isfile(self.run_path(run_id)):
+                    log(f"[{done}/{total}] {run_id}  elapsed {fmt_duration(time.time() - t_start)}; this run: "
+                        f"{self.eta_text(variant)}" + self.eta_left(done, total))
+                else:
+                    log(f"[{done}/{total}] {run_id}")
                 cfg = self.config_dict(variant, seed, chosen)
                 try:
                     if cand is not None and seed == self.search_seed:
@@ -432,6 +502,20 @@ class Benchmark:
                 log(f"{run_id} {how}: "
                     + " ".join(f"{k}={v:.4f}" for k, v in test.items()) + f"  ({fmt_duration(record['seconds'])})")
         return records
+
+    def eta_left(self, done, total):
+        """'; all left ~T' once every variant still to run has an estimate, else ''."""
+        left, n = 0.0, 0
+        for variant in self.variants:
+            for seed in self.seeds:
+                n += 1
+                if n < done or os.path.isfile(self.run_path(f"{variant['name']}__seed{seed}")):
+                    continue
+                est = self.estimate(variant)[0]
+                if est is None:
+                    return ""
+                left += est
+        return f"; all runs left ~{fmt_duration(left)}"
 
     def copy_selected(self, variant, seed, cand, run_id, cfg):
         """The selected candidate's first-seed run IS the first-seed run: reuse it, do not train twice."""

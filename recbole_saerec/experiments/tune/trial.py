@@ -2,6 +2,7 @@
 
 Also `evaluate_best`, which reloads a trial's best-epoch weights for the final TEST metrics.
 """
+import logging
 import math
 import os
 import tempfile
@@ -80,14 +81,29 @@ def _remember_valid_results(trainer):
     return last_result
 
 
+class QuietTrialLog(logging.Filter):
+    """Drops the run's full config and dataset dumps from a trial's log: Ray forwards every trial's
+    output to the sweep's console, where two trials' dumps were most of a sweep's log. The sweep's
+    setup.json and each trial's parameters keep what they said."""
+
+    def filter(self, record):
+        from recbole.config import Config
+        from recbole.data.dataset import Dataset
+
+        return not isinstance(record.msg, (Config, Dataset))
+
+
 def train_trial(params, setup):
     """Tune function trainable: one RecBole Trainer.fit, reporting after every validation."""
     import torch
     from ray import tune
 
+    from recbole_saerec.cli import ignore_known_warnings
     from recbole_saerec.quick_start import build_model, prepare
     from recbole_saerec.utils import get_trainer
 
+    ignore_known_warnings()  # a trial process is not under the command's warning filters
+    logging.getLogger().addFilter(QuietTrialLog())
     torch.set_num_threads(max(1, int(math.ceil(setup["cpus_per_trial"]))))
     with _argv([]):
         config, _, train_data, valid_data, _ = prepare(setup["model"], setup["dataset"], None,
