@@ -253,6 +253,22 @@ class IntentArtefacts:
     def dim(self):
         return self.vectors.shape[1]
 
+    def item_activation_rows(self, token_to_id, n_items):
+        """(index, values), each [n_items, r], in a RecBole dataset's internal item-id order: each
+        item's top-r intents and their activations. Row 0 ([PAD]), items without text and empty
+        slots get index 0 with value 0."""
+        r = self.indices.shape[1]
+        index = torch.zeros(n_items, r, dtype=torch.int64)
+        values = torch.zeros(n_items, r)
+        for pos, tok in enumerate(self.item_tokens):
+            iid = token_to_id.get(tok)
+            if iid is None:
+                continue
+            filled = self.indices[pos] >= 0
+            index[iid] = torch.where(filled, self.indices[pos], 0)
+            values[iid] = torch.where(filled, self.values[pos], 0.0)
+        return index, values
+
     def item_activation_matrix(self, token_to_id, n_items):
         """Dense [n_items, m] activations in a RecBole dataset's internal item-id order.
 

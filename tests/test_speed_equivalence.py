@@ -324,3 +324,26 @@ def test_bf16_cross_entropy_stays_close_to_fp32():
     cos = torch.nn.functional.cosine_similarity
     assert cos(u0.flatten(), u1.flatten(), dim=0) > 0.999 and cos(t0.flatten(), t1.flatten(), dim=0) > 0.999
     assert u1.dtype == torch.float32 and t1.dtype == torch.float32
+
+
+def test_item_feature_by_embedding_bag_equals_the_dense_mix(tiny_root):
+    from recbole_saerec.artefacts import load_artefacts
+
+    config, model, train, _ = make(tiny_root)
+    arte = load_artefacts(config["intent_dir"], "tiny")
+    dense = arte.item_activation_matrix(train._dataset.field2token_id["item_id"], model.n_items)
+    dense = dense / dense.abs().sum(1, keepdim=True).clamp_min(1e-12)
+    with torch.no_grad():
+        intents = model.projected_intents()
+        expected = model.item_embedding.weight + dense @ intents
+        assert torch.allclose(model.item_table(intents), expected, atol=1e-6)
+        assert torch.allclose(model.item_intent_activations.to_dense(), dense, atol=1e-7)
+
+
+def test_item_feature_gradient_equals_the_dense_mix(tiny_root):
+    config, model, train, _ = make(tiny_root)
+    dense = model.item_intent_activations.to_dense()
+    g = torch.randn(model.n_items, model.hidden_size, generator=torch.Generator().manual_seed(0))
+    intents = model.projected_intents().detach().requires_grad_()
+    (model.item_table(intents) * g).sum().backward()
+    assert torch.allclose(intents.grad, dense.T @ g, atol=1e-5)
