@@ -25,7 +25,8 @@ def explain_after_run(checkpoint):
     user = config["explain_user"] if "explain_user" in config else None
     if user is None:
         return None
-    from recbole_saerec.analysis.explain import explain_users, format_explanation, load_model
+    from recbole_saerec.analysis.checkpoints import load_model
+    from recbole_saerec.analysis.explain import explain_users, format_explanation
     from recbole_saerec.utils import get_model
 
     if not getattr(get_model(config["model"]), "needs_intents", False):

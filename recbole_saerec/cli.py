@@ -19,7 +19,7 @@ import re
 import sys
 import warnings
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
+from recbole_saerec.settings import PROPERTIES_DIR
 
 
 class UsageError(Exception):

@@ -11,9 +11,8 @@ import numpy as np
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from recbole_saerec.settings import PROPERTIES_DIR
 from recbole_saerec.utils import get_model
-
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
 
 
 def plugin_yaml_files(model, dataset):

@@ -25,10 +25,7 @@ import re
 from logging import getLogger
 
 from recbole_saerec.cli import plain_name_problem
-from recbole_saerec.data.text import POLICIES as TEXT_POLICIES
-from recbole_saerec.intents.judge import BACKENDS, KEEP_RULE_NAMES
-
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "properties")
+from recbole_saerec.settings import JUDGE_BACKENDS, KEEP_RULE_NAMES, PROPERTIES_DIR, TEXT_POLICIES, default_k
 ANY = "any"
 PLAIN_NAME = "plain name"  # part of folder and file names: cli.plain_name_problem says what is allowed
 OPTIONAL = "optional"      # any value of the key's type, or ~ (off) although the default is set
@@ -43,7 +40,7 @@ RULES = {
     # --- overall.yaml: protocol and training ---
     "eval_args": ANY, "metrics": ANY, "topk": ANY, "valid_metric": ANY,
     "eval_batch_size": POSITIVE_INT, "inter_duplicates": ("error", "drop", "keep"),
-    "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": tuple(TEXT_POLICIES),
+    "protocol": ("clean", "authors_leaky"), "encoding": ANY, "on_bad_line": TEXT_POLICIES,
     "epochs": POSITIVE_INT, "stopping_step": POSITIVE_INT, "train_batch_size": POSITIVE_INT,
     "learning_rate": POSITIVE, "show_progress": ANY, "checkpoint_dir": ANY,
     "log_dir": OPTIONAL, "tensorboard_dir": OPTIONAL,
@@ -83,11 +80,11 @@ RULES = {
     "autocast_bf16": ANY, "pack_tokens": ANY, "pack_attention": ANY, "fused_ce": ANY, "bf16_ce": SWITCH, "cpu_rand_dropout": ANY, "compile": ANY,
     # --- intent judge ---
     # True is what YAML 1.1 makes of an unquoted `yes`
-    "intent_keep": tuple(KEEP_RULE_NAMES) + (True,),
+    "intent_keep": KEEP_RULE_NAMES + (True,),
     "intent_grounded_auc": "[0, 1]", "intent_fragment_max": "[0, 1]", "intent_fragment_min_len": POSITIVE_INT,
     "intent_fragment_piece_ratio": NON_NEGATIVE, "grounding_examples": POSITIVE_INT,
     "grounding_min_held": POSITIVE_INT, "grounding_background": POSITIVE_INT, "grounding_hard_latents": NON_NEGATIVE,
-    "judge_backend": tuple(BACKENDS) + ("llamacpp", "llama-cpp"),
+    "judge_backend": JUDGE_BACKENDS + ("llamacpp", "llama-cpp"),
     "judge_base_url": ANY, "judge_model": ANY, "judge_api_key_env": ANY,
     "judge_max_retries": NON_NEGATIVE, "judge_timeout": POSITIVE, "judge_max_tokens": POSITIVE_INT,
     "judge_domain": ANY, "judge_n_ctx": POSITIVE_INT, "judge_encoder": ANY,
@@ -266,8 +263,6 @@ def _k_within_latents(final):
         return None  # ~: the builder's rule gives at least 256 latents; k is checked against it there
     if isinstance(k, int) and not isinstance(k, bool) and k > latents:
         return f"sae_k={k} is more than sae_n_latents={latents}: a TopK SAE keeps k of its latents per text."
-    from recbole_saerec.intents.sae_trainer import default_k
-
     least = min(default_k("items"), default_k("reviews"))
     if k is None and latents < least:
         return (f"sae_n_latents={latents} is fewer than the k active latents per text (sae_k: ~ = "

@@ -18,7 +18,8 @@ from recbole.utils import get_environment, init_seed, set_color
 
 from recbole_saerec.config import Config
 from recbole_saerec.data import check_atomic_files, check_dataset_files, data_fingerprint, split_with_protocol
-from recbole_saerec.utils import get_model, get_trainer, init_logger
+from recbole_saerec.logger import init_logger
+from recbole_saerec.utils import get_model, get_trainer
 
 
 def prepare(model=None, dataset=None, config_file_list=None, config_dict=None):
@@ -100,11 +101,13 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
     if not getattr(model_class, "needs_intents", False):
         return None
     from recbole_saerec.artefacts import MANIFEST, resolve_intent_dir, shared_cache_dir
-    from recbole_saerec.intents.build import check_build_settings, check_intent_sources
+    from recbole_saerec.intents import build
 
+    builder = builder or build.build_intents  # looked up now: the name tests (and users) patch
     intent_dir = resolve_intent_dir(config)
-    check_intent_sources(config, intent_dir)  # [intents] texts changed since the build: rebuild or stop
-    check_build_settings(config, intent_dir)  # [intents] built with another keep rule, method, k ...: same
+    # [intents] texts changed since the build, or built with another keep rule, method, k ...: rebuild or stop
+    build.check_intent_sources(config, intent_dir, builder)
+    build.check_build_settings(config, intent_dir, builder)
     if os.path.isfile(os.path.join(intent_dir, MANIFEST)) or not config["intent_autobuild"]:
         if log:
             log(f"intents: cached in {intent_dir}")
@@ -114,8 +117,6 @@ def ensure_intents(config, shared_cache=False, builder=None, log=None):
         config["intent_cache_dir"] = shared_cache_dir(config["intent_root"], config["dataset"])
     getLogger().info(set_color("Intent artefacts missing", "yellow")
                      + f": building them in {intent_dir} (cache {config['intent_cache_dir'] or 'default'})")
-    if builder is None:
-        from recbole_saerec.intents.build import build_intents as builder
     start = time.time()
     builder(config, intent_dir=intent_dir)
     if log:

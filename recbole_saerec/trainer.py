@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import DamagedFileError, save_tensor_file_atomic, tensor_file_damage
+from recbole_saerec.fileio import DamagedFileError, save_tensor_file_atomic, tensor_file_damage
 
 CHECKPOINT_FORMAT = "recbole_saerec.checkpoint/1"
 RESUME_SUFFIX = "-resume.pth"
@@ -92,27 +92,6 @@ def load_checkpoint(path, map_location="cpu", trust=False):
                 f"this plugin, or crafted): loading it would run arbitrary pickle code. If you trust the file, "
                 f"pass --trust_checkpoint (trust=True). Loader said: {str(err).splitlines()[0][:200]}") from err
     return torch.load(path, map_location=map_location, weights_only=False)
-
-
-def checkpoint_config(saved, config_dict=None):
-    """The run's Config, rebuilt from a checkpoint (model, dataset and the settings in force).
-
-    Plugin checkpoints store the external settings (command line, config files, config_dict)
-    as plain values; the yaml layers are re-read, so a checkpoint stays loadable across
-    plugin versions that keep their keys. A trusted RecBole checkpoint carries its Config.
-    """
-    from recbole.config import Config as RecBoleConfig
-
-    from recbole_saerec.config import Config
-
-    if isinstance(saved.get("config"), RecBoleConfig):
-        config = saved["config"]
-        for key, value in (config_dict or {}).items():
-            config[key] = value
-        return config
-    external = dict(saved.get("config_external") or {})
-    external.update(config_dict or {})
-    return Config(model=saved["model"], dataset=saved["dataset"], config_dict=external)
 
 
 def resume_path(checkpoint_dir, model_name):

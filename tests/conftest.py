@@ -39,7 +39,7 @@ def default_keep_rule():
     """SAERec.yaml's intent_keep: a hand-made build counts as one made with the default keep rule."""
     import yaml
 
-    from recbole_saerec.config import PROPERTIES_DIR
+    from recbole_saerec.settings import PROPERTIES_DIR
 
     with open(os.path.join(PROPERTIES_DIR, "model", "SAERec.yaml"), encoding="utf-8") as f:
         return yaml.safe_load(f)["intent_keep"]

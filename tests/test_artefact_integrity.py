@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import base_config, write_fake_intents, write_tiny_dataset
-from recbole_saerec import artefacts
-from recbole_saerec.artefacts import INTENTS, MANIFEST, IntentArtefactError, load_artefacts, save_tensor_file_atomic
+from recbole_saerec import fileio
+from recbole_saerec.artefacts import INTENTS, MANIFEST, IntentArtefactError, load_artefacts
+from recbole_saerec.fileio import file_sha256, save_tensor_file_atomic, write_json_atomic
 from recbole_saerec.intents.encode import encode_cached
 
 TOKENS = [f"i{i}" for i in range(1, 31)]
@@ -63,7 +64,7 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
         f.flush()
         raise KeyboardInterrupt  # a kill in the middle of the write
 
-    monkeypatch.setattr(artefacts.torch, "save", dies_half_way)
+    monkeypatch.setattr(fileio.torch, "save", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         save_tensor_file_atomic(path, {"v": torch.zeros(3)})
     monkeypatch.undo()
@@ -77,7 +78,7 @@ def test_identical_saves_are_identical_files(tmp_path):
     obj = {"vectors": torch.arange(6.0).reshape(2, 3), "latent_ids": torch.arange(2), "fingerprint": {"k": 3}}
     save_tensor_file_atomic(str(tmp_path / "a.pt"), obj)
     save_tensor_file_atomic(str(tmp_path / "b.pt"), obj)
-    assert artefacts.file_sha256(tmp_path / "a.pt") == artefacts.file_sha256(tmp_path / "b.pt")
+    assert file_sha256(tmp_path / "a.pt") == file_sha256(tmp_path / "b.pt")
 
 
 def test_two_identical_builds_record_the_same_hashes(tmp_path):
@@ -94,7 +95,7 @@ def test_atomic_writes_get_the_mode_a_plain_write_gets(tmp_path):
     plain = tmp_path / "plain.json"
     plain.write_text("{}")
     atomic = str(tmp_path / "atomic.json")
-    artefacts.write_json_atomic(atomic, {})
+    write_json_atomic(atomic, {})
     assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
 
 
@@ -209,6 +210,10 @@ def _dataset_with_built_intents(tmp_path, autobuild=False):
     return config, cfg, item_path, manifest_path
 
 
+def _no_rebuild(config, intent_dir):
+    pytest.fail(f"rebuilt {intent_dir} although intent_autobuild is off")
+
+
 def _edit(path, old, new):
     with open(path) as f:
         text = f.read()
@@ -232,20 +237,19 @@ def test_a_non_text_edit_passes_and_is_recorded(tmp_path):
 
     config, cfg, item_path, manifest_path = _dataset_with_built_intents(tmp_path)
     _edit(item_path, "\t9.5\n", "\t10.5\n")  # prices only: the corpus (titles) is the same
-    check_intent_sources(config, cfg["intent_dir"])
+    check_intent_sources(config, cfg["intent_dir"], _no_rebuild)
     with open(manifest_path) as f:
         recorded = json.load(f)["sources"]["tiny.item"]
-    assert recorded == artefacts.file_sha256(item_path)
+    assert recorded == file_sha256(item_path)
 
 
-def test_changed_texts_rebuild_when_autobuild_is_on(tmp_path, monkeypatch):
-    from recbole_saerec.intents import build as build_mod
+def test_changed_texts_rebuild_when_autobuild_is_on(tmp_path):
+    from recbole_saerec.intents.build import check_intent_sources
 
     config, cfg, item_path, _ = _dataset_with_built_intents(tmp_path, autobuild=True)
     calls = []
-    monkeypatch.setattr(build_mod, "build_intents", lambda config, intent_dir: calls.append(intent_dir))
     _edit(item_path, "makeup product number 2\t", "nail product number 2\t")
-    build_mod.check_intent_sources(config, cfg["intent_dir"])
+    check_intent_sources(config, cfg["intent_dir"], lambda config, intent_dir: calls.append(intent_dir))
     assert calls == [cfg["intent_dir"]]
 
 
@@ -270,12 +274,12 @@ def test_a_build_made_with_another_keep_rule_is_refused(tmp_path):
 
     config = _config_over_fake_build(tmp_path, explicit_dir=False, intent_keep="none")
     with pytest.raises(IntentArtefactError, match=r"other settings: intent_keep='none' \(built with 'yes'\)"):
-        check_build_settings(config, resolve_intent_dir(config))
+        check_build_settings(config, resolve_intent_dir(config), _no_rebuild)
     config = _config_over_fake_build(tmp_path / "k", explicit_dir=False, sae_k=8)
     with pytest.raises(IntentArtefactError, match=r"sae_k=8 \(built with 3\)"):
-        check_build_settings(config, resolve_intent_dir(config))
+        check_build_settings(config, resolve_intent_dir(config), _no_rebuild)
     same = _config_over_fake_build(tmp_path / "same", explicit_dir=False, intent_keep="yes", sae_k=3)
-    check_build_settings(same, resolve_intent_dir(same))  # the settings it was built with: no complaint
+    check_build_settings(same, resolve_intent_dir(same), _no_rebuild)  # the settings it was built with: no complaint
 
 
 def test_an_explicit_intent_dir_is_checked_only_on_the_settings_the_user_set(tmp_path):
@@ -283,18 +287,17 @@ def test_an_explicit_intent_dir_is_checked_only_on_the_settings_the_user_set(tmp
 
     config = _config_over_fake_build(tmp_path, explicit_dir=True)
     config["intent_keep"] = "none"  # a default the user did not set: their directory is their choice
-    check_build_settings(config, config["intent_dir"])
+    check_build_settings(config, config["intent_dir"], _no_rebuild)
     config = _config_over_fake_build(tmp_path / "set", explicit_dir=True, intent_keep="none")
     with pytest.raises(IntentArtefactError, match=r"intent_keep='none'"):
-        check_build_settings(config, config["intent_dir"])
+        check_build_settings(config, config["intent_dir"], _no_rebuild)
 
 
-def test_changed_build_settings_rebuild_when_autobuild_is_on(tmp_path, monkeypatch):
+def test_changed_build_settings_rebuild_when_autobuild_is_on(tmp_path):
     from recbole_saerec.artefacts import resolve_intent_dir
-    from recbole_saerec.intents import build as build_mod
+    from recbole_saerec.intents.build import check_build_settings
 
     config = _config_over_fake_build(tmp_path, explicit_dir=False, intent_keep="maybe", intent_autobuild=True)
     calls = []
-    monkeypatch.setattr(build_mod, "build_intents", lambda config, intent_dir: calls.append(intent_dir))
-    build_mod.check_build_settings(config, resolve_intent_dir(config))
+    check_build_settings(config, resolve_intent_dir(config), lambda config, intent_dir: calls.append(intent_dir))
     assert calls == [resolve_intent_dir(config)]

@@ -10,12 +10,13 @@ from recbole.data import create_dataset
 
 from conftest import GENRES, N_ITEMS, base_config, seed_all, write_fake_intents, write_tiny_dataset
 from recbole_saerec.analysis import explain, labels, steer
+from recbole_saerec.analysis.checkpoints import Bundle, ItemText, load_model
+from recbole_saerec.analysis.explain import explain_users
+from recbole_saerec.analysis.steer import rank_all, select_intents, steer_report, steered
 from recbole_saerec.cli import UsageError
 from recbole_saerec.config import Config
 from recbole_saerec.data import split_with_protocol
-from recbole_saerec.analysis.explain import Bundle, ItemText, explain_users, load_model
 from recbole_saerec.quick_start import run
-from recbole_saerec.analysis.steer import rank_all, select_intents, steer_report, steered
 from recbole_saerec.utils import get_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

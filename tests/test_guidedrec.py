@@ -8,11 +8,11 @@ import yaml
 from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config, seed_all
-from recbole_saerec.config import PROPERTIES_DIR as PROPERTIES
 from recbole_saerec.config import Config
 from recbole_saerec.intents.guided import build_guided, derived_fields, fill_template
 from recbole_saerec.model.layers import pca_reduce
 from recbole_saerec.quick_start import ensure_guided, run
+from recbole_saerec.settings import PROPERTIES_DIR as PROPERTIES
 from recbole_saerec.utils import get_model
 
 GUIDED = {"guided_encoder": "all-MiniLM-L6-v2", "guided_dim": 4, "hidden_size": 16,
@@ -47,7 +47,7 @@ def test_templates_and_derived_fields():
     rows = {str(i): {"price": str(p), "categories": f"Beauty | Makeup | {c}", "title": t, "release_year": "1995"}
             for i, (p, c, t) in enumerate([(1, "Nails", "OPI nail polish for women"), (5, "Eyes", "travel mascara"),
                                            (50, "Nails", "gel"), (20, "Face", "oily skin SPF")])}
-    # the yaml's defaults (the only ones: derived_fields reads every key with utils.setting) + the test's
+    # the yaml's defaults (the only ones: derived_fields reads every key with settings.setting) + the test's
     with open(os.path.join(PROPERTIES, "model", "GuidedRec.yaml"), encoding="utf-8") as f:
         defaults = yaml.safe_load(f)
     derived_fields({**defaults, "guided_price_bands": ["low", "high"], "guided_use_words": ["women", "travel", "oily"],
@@ -166,8 +166,8 @@ def test_the_model_reads_the_offline_build_and_refuses_a_foreign_one(guided_cfg,
 
 
 def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path, capsys):
-    from recbole_saerec.analysis.explain import load_model
     from recbole_saerec.analysis.attribution import block_summary, explain_users, main
+    from recbole_saerec.analysis.checkpoints import load_model
 
     result = run(model="GuidedRec", dataset="tiny", config_dict=guided_cfg(checkpoint_dir=str(tmp_path)))
     bundle = load_model(result["saved_model_file"], quiet=True, needs="guided")
@@ -190,8 +190,8 @@ def test_attribution_cli_splits_every_score_into_its_blocks(guided_cfg, tmp_path
 
 
 def test_fill_missing_asks_the_lm_once_per_gap_and_caches_the_answer(guided_cfg, tmp_path, monkeypatch):
-    from recbole_saerec.intents.guided import fill_missing
     from recbole_saerec.intents import judge as judge_module
+    from recbole_saerec.intents.guided import fill_missing
 
     class FakeLM(judge_module.LMJudge):
         asked = []

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recbole_saerec import cli
-from recbole_saerec.artefacts import save_tensor_file_atomic
+from recbole_saerec.fileio import save_tensor_file_atomic
 from recbole_saerec.trainer import load_checkpoint
 
 
@@ -30,7 +30,7 @@ def _cut(path, keep=0.5):
 # ----------------------------------------------------------------------------- damaged checkpoints
 @pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
 def test_a_checkpoint_cut_in_half_is_called_damaged(tmp_path, trust):
-    from recbole_saerec.artefacts import DamagedFileError
+    from recbole_saerec.fileio import DamagedFileError
 
     path = _plain_checkpoint(tmp_path / "SASRec.pth")
     _cut(path)
@@ -40,7 +40,7 @@ def test_a_checkpoint_cut_in_half_is_called_damaged(tmp_path, trust):
 
 
 def test_a_pickled_checkpoint_cut_short_is_damaged_not_untrusted(tmp_path):
-    from recbole_saerec.artefacts import DamagedFileError
+    from recbole_saerec.fileio import DamagedFileError
 
     path = tmp_path / "RecBole-made.pth"
     torch.save({"config": _Opaque(), "state_dict": {"w": torch.randn(64, 64)}}, path)
@@ -50,7 +50,7 @@ def test_a_pickled_checkpoint_cut_short_is_damaged_not_untrusted(tmp_path):
 
 
 def test_overwritten_bytes_fail_the_checksum(tmp_path):
-    from recbole_saerec.artefacts import DamagedFileError
+    from recbole_saerec.fileio import DamagedFileError
 
     path = _plain_checkpoint(tmp_path / "SASRec.pth")
     size = os.path.getsize(path)
@@ -78,7 +78,7 @@ def test_explanations_read_item_text_under_the_same_policy(tmp_path):
     from types import SimpleNamespace
 
     from conftest import base_config, write_tiny_dataset
-    from recbole_saerec.analysis.explain import ItemText
+    from recbole_saerec.analysis.checkpoints import ItemText
     from recbole_saerec.config import Config
     from recbole_saerec.data.text import BadTextError
 
@@ -168,7 +168,7 @@ def test_with_every_path_absolute_nothing_is_written_in_the_working_folder(tmp_p
 
 def test_an_unwritable_log_folder_is_one_line_naming_the_setting(tmp_path, monkeypatch):
     from recbole_saerec.config import Config
-    from recbole_saerec.utils import init_logger
+    from recbole_saerec.logger import init_logger
 
     (tmp_path / "file").write_text("")
     config = Config("SASRec", "tiny", config_dict=_abs_config(tmp_path, str(tmp_path), log_dir=str(tmp_path / "file")))
@@ -384,7 +384,7 @@ def test_explain_refuses_item_texts_changed_since_training(checkpoints, tmp_path
 
 
 def test_a_checkpoint_from_before_the_data_record_is_checked_against_its_intent_build(checkpoints, tmp_path):
-    from recbole_saerec.analysis.explain import load_model
+    from recbole_saerec.analysis.checkpoints import load_model
 
     root, ckpt = checkpoints
     saved = load_checkpoint(ckpt["SAERec"])

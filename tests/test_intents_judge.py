@@ -366,7 +366,7 @@ def test_offline_judge_example_intents(minilm):
 def test_make_judge_reads_missing_keys_from_the_yaml_not_from_code():
     import yaml
 
-    from recbole_saerec.utils import PROPERTIES_DIR
+    from recbole_saerec.settings import PROPERTIES_DIR
 
     with open(os.path.join(PROPERTIES_DIR, "model", "SAERec.yaml"), encoding="utf-8") as f:
         declared = yaml.safe_load(f)

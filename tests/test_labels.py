@@ -2,7 +2,7 @@
 import numpy as np
 
 from recbole_saerec.analysis import explain
-from recbole_saerec.analysis.explain import ItemText
+from recbole_saerec.analysis.checkpoints import ItemText
 from recbole_saerec.analysis.labels import label_intents, label_settings, stem
 
 # items 1-12 (row 0 = padding): four nail polishes, two shampoos, a razor, a comb, four others

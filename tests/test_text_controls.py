@@ -9,9 +9,10 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config
 from recbole_saerec.artefacts import load_item_text
-from recbole_saerec.config import PROPERTIES_DIR, Config
+from recbole_saerec.config import Config
 from recbole_saerec.model.llminit import select_dimensions
 from recbole_saerec.quick_start import ensure_item_text, run
+from recbole_saerec.settings import PROPERTIES_DIR
 from recbole_saerec.utils import get_model
 
 TEXT = {"intent_encoder": "all-MiniLM-L6-v2", "intent_item_text_fields": ["title"], "hidden_size": 16}

@@ -8,6 +8,7 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import base_config
 from recbole_saerec import quick_start, trainer as trainer_mod
+from recbole_saerec.analysis.checkpoints import checkpoint_config
 from recbole_saerec.config import Config
 from recbole_saerec.utils import get_model, get_trainer
 
@@ -114,7 +115,7 @@ def test_checkpoint_is_plain_data_and_a_pickle_is_refused(tiny_root, tmp_path):
     result = quick_start.run("SAERec", "tiny", config_dict=base_config(tiny_root, tmp_path, epochs=1))
     saved = torch.load(result["saved_model_file"], weights_only=True)  # no arbitrary pickle needed
     assert saved["model"] == "SAERec" and saved["config_external"]["hidden_size"] == 16
-    rebuilt = trainer_mod.checkpoint_config(saved)
+    rebuilt = checkpoint_config(saved)
     assert rebuilt["hidden_size"] == 16 and rebuilt["model"] == "SAERec"
 
     class Evil:

@@ -27,7 +27,7 @@ def _block_text(model, item_id, block):
 
 def explain_users(bundle, users=None, topk=10):
     """Per user: top-K items with their score split by block (attribute names + 'base')."""
-    from recbole_saerec.analysis.explain import batches, test_rows
+    from recbole_saerec.analysis.checkpoints import batches, test_rows
 
     model = bundle.model
     ds = bundle.test_data._dataset
@@ -80,7 +80,7 @@ def main(argv=None):
     p.add_argument("--summary", action="store_true", help="block shares over all test users' top-K")
     p.add_argument("--json", default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
-    from recbole_saerec.analysis.explain import load_model
+    from recbole_saerec.analysis.checkpoints import load_model
 
     bundle = load_model(args.checkpoint, data_path=args.data_path, trust=args.trust_checkpoint, needs="guided")
     if args.summary:

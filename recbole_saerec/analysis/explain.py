@@ -21,7 +21,8 @@ weight of each branch. Everything intent-related is read from the model's own fo
 
 Library::
 
-    from recbole_saerec.analysis.explain import load_model, explain_users, format_explanation
+    from recbole_saerec.analysis.checkpoints import load_model
+    from recbole_saerec.analysis.explain import explain_users, format_explanation
     bundle = load_model("saved/SAERec-....pth")
     for e in explain_users(bundle, ["196", "186"], topk=10):
         print(format_explanation(e))
@@ -29,181 +30,18 @@ Library::
 Many users are explained in batched forward passes (``eval_batch_size`` users each).
 """
 import argparse
-import csv
 import os
 import sys
-from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from recbole_saerec.analysis.checkpoints import add_checkpoint_args
-from recbole_saerec.artefacts import write_json_atomic
+from recbole_saerec.analysis.checkpoints import add_checkpoint_args, batches, load_model, test_rows
 from recbole_saerec.cli import UsageError, run_main
-from recbole_saerec.data.text import BadLines, decode_lines
+from recbole_saerec.fileio import write_json_atomic
 from recbole_saerec.trainer import mask_seen_items
-from recbole_saerec.utils import setting
-
-TITLE_FIELDS = ("title", "movie_title", "name", "item_name")
-
-
-# ---------------------------------------------------------------------------- loading
-@dataclass
-class Bundle:
-    """A trained model with its config, dataset, splits and item text."""
-    config: object
-    dataset: object
-    train_data: object
-    valid_data: object
-    test_data: object
-    model: object
-    items: "ItemText"
-    checkpoint: str
-
-
-def load_model(checkpoint, data_path=None, device=None, quiet=True, trust=False, needs="intents"):
-    """Load a saved checkpoint like RecBole's ``load_data_and_model``, through the plugin.
-
-    Config comes from the checkpoint; dataset and splits are rebuilt with the plugin's
-    Config / ``create_dataset`` / ``split_with_protocol`` (same protocol as training), the
-    model is rebuilt and its weights loaded with :func:`recbole_saerec.analysis.checkpoints.read_checkpoint`.
-
-    Args:
-        checkpoint: a ``.pth`` written by ``run_recbole_saerec.py`` / ``quick_start.run``, or a
-            benchmark run folder holding one (see :mod:`recbole_saerec.analysis.checkpoints`).
-        data_path: folder holding ``<dataset>/`` when it moved since training (the config key).
-        device: 'cpu' / 'cuda'; default: the training device if available, else the CPU.
-        trust: allow a full pickled checkpoint (only for files you trust: unpickling can run code).
-        needs: what the caller reads of the model (``checkpoints.MODEL_NEEDS``): a checkpoint of
-            another model, or data changed since training, is refused before anything is loaded.
-    """
-    import logging
-
-    from recbole.utils import init_seed
-
-    from recbole_saerec.analysis.checkpoints import check_checkpoint_fits, checkpoint_config, read_checkpoint
-    from recbole_saerec.data import split_with_protocol
-    from recbole_saerec.quick_start import load_dataset
-    from recbole_saerec.utils import get_model
-
-    saved = read_checkpoint(checkpoint, trust=trust)
-    checkpoint = saved["path"]
-    config = checkpoint_config(saved)
-    if data_path:
-        config["data_path"] = os.path.join(data_path, config["dataset"])
-    check_checkpoint_fits(saved, config, needs)
-    if device is None:
-        device = config["device"]
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-            device = "cpu"
-    config["device"] = torch.device(device)
-    config["use_gpu"] = torch.device(device).type == "cuda"
-    if quiet:
-        logging.getLogger().setLevel(logging.ERROR)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = load_dataset(config)
-    train_data, valid_data, test_data = split_with_protocol(config, dataset)
-    init_seed(config["seed"], config["reproducibility"])
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    state = saved["state_dict"]
-    if "intent_vectors" in state and hasattr(model, "intent_vectors"):
-        # The catalogue and item activations come from the artefact directory (not from the
-        # checkpoint): refuse an artefact build other than the one the model was trained with.
-        if state["intent_vectors"].shape != model.intent_vectors.shape or not torch.equal(
-                state["intent_vectors"].cpu(), model.intent_vectors.cpu()):
-            raise UsageError(
-                f"The intent artefacts in {model.intent_dir} are not the ones {checkpoint} was trained with "
-                f"(intent vectors differ: {tuple(state['intent_vectors'].shape)} saved vs "
-                f"{tuple(model.intent_vectors.shape)} now). Point intent_dir at the original build.")
-    model.load_state_dict(state)
-    model.load_other_parameter(saved.get("other_parameter"))
-    model.eval()
-    items = ItemText.from_config(config, dataset)
-    return Bundle(config, dataset, train_data, valid_data, test_data, model, items, str(checkpoint))
-
-
-# ------------------------------------------------------------------------- item text
-class ItemText:
-    """Raw item columns from ``<data_path>/<dataset>.item`` (what RecBole did not load)."""
-
-    def __init__(self, columns, rows, title_field=None):
-        self.columns = columns  # field names without the ':type' suffix
-        self.rows = rows  # token -> {field: raw string}
-        self.title_field = title_field or next((f for f in TITLE_FIELDS if f in columns), None)
-
-    @classmethod
-    def from_config(cls, config, dataset, title_field=None):
-        path = os.path.join(config["data_path"], f"{config['dataset']}.item")
-        if not os.path.isfile(path):
-            return cls([], {}, title_field)
-        encoding = config["encoding"] if "encoding" in config and config["encoding"] else "utf-8"
-        sep = config["field_separator"] if "field_separator" in config and config["field_separator"] else "\t"
-        rows = {}
-        with open(path, "rb") as f:  # bytes not valid in `encoding`: the on_bad_line policy (data/text.py)
-            reader = csv.reader(decode_lines(f, path, BadLines(setting(config, "on_bad_line")), encoding),
-                                delimiter=sep, quoting=csv.QUOTE_NONE)
-            header = [h.split(":")[0] for h in next(reader)]
-            iid = dataset.iid_field if dataset.iid_field in header else header[0]
-            key = header.index(iid)
-            for rec in reader:
-                if len(rec) > key:
-                    rows[rec[key]] = dict(zip(header, rec))
-        return cls(header, rows, title_field)
-
-    def title(self, token):
-        row = self.rows.get(str(token))
-        if row and self.title_field and row.get(self.title_field, "").strip():
-            return row[self.title_field].strip()
-        return str(token)
-
-    def field(self, token, name):
-        row = self.rows.get(str(token))
-        return (row or {}).get(name, "")
-
-    def labels(self, token, name, sep=None):
-        """A multi-valued column as a list: split on `sep`, else on '|' when present, else on spaces."""
-        raw = self.field(token, name).strip()
-        if not raw:
-            return []
-        if sep is None:
-            sep = "|" if "|" in raw else None
-        return [part.strip() for part in raw.split(sep) if part.strip()]
 
 
 # ------------------------------------------------------------------------- forward pass
-def test_rows(bundle, users=None):
-    """Row indices in the test split for raw user tokens (None: every test user, in split order)."""
-    ds = bundle.test_data._dataset
-    uid_field = ds.uid_field
-    uids = ds.inter_feat[uid_field].numpy()
-    if users is None:
-        return np.arange(len(uids))
-    row_of = {int(u): r for r, u in enumerate(uids)}
-    rows = []
-    for token in users:
-        token = str(token)
-        if token not in ds.field2token_id[uid_field]:
-            examples = ", ".join(str(t) for t in ds.id2token(uid_field, uids[:3]))
-            raise KeyError(f"Unknown user '{token}': not a raw {uid_field} of dataset '{bundle.config['dataset']}' "
-                           f"(its test users include {examples}).")
-        uid = ds.field2token_id[uid_field][token]
-        if uid not in row_of:
-            raise KeyError(f"User '{token}' has no test interaction (too short a sequence?).")
-        rows.append(row_of[uid])
-    return np.asarray(rows, dtype=np.int64)
-
-
-def batches(bundle, rows, batch_size=None):
-    """Test interactions (the loader's own transform applied) in chunks of `batch_size` rows."""
-    loader = bundle.test_data
-    batch_size = batch_size or bundle.config["eval_batch_size"]
-    for start in range(0, len(rows), batch_size):
-        index = rows[start:start + batch_size]
-        inter = loader._dataset[index]
-        inter = loader.transform(loader._dataset, inter)
-        yield index, inter.to(bundle.config["device"])
-
-
 @torch.no_grad()
 def scored_forward(model, interaction, config):
     """One forward pass: (scores [B, n_items], details from the model), ranked as the trainer's

@@ -33,9 +33,9 @@ import numpy as np
 import yaml
 
 from recbole_saerec.intents.interpret import tokenize
+from recbole_saerec.settings import PROPERTIES_DIR
 
-LABELS_YAML = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "properties", "analysis",
-                           "labels.yaml")
+LABELS_YAML = os.path.join(PROPERTIES_DIR, "analysis", "labels.yaml")
 CATEGORY_FIELDS = ("categories", "class", "genre", "genres")
 
 
@@ -188,7 +188,7 @@ def label_intents(activations, item_tokens, items, catalogue, settings=None, cat
         activations: [n_items, m] item-intent activations (dense array or tensor, row 0 = padding),
             e.g. the model's ``item_intent_activations``.
         item_tokens: item token per row (None for padding).
-        items: an :class:`recbole_saerec.analysis.explain.ItemText` (titles, categories).
+        items: an :class:`recbole_saerec.analysis.checkpoints.ItemText` (titles, categories).
         catalogue: the intent catalogue (its ``words`` are the MI words).
         settings: :func:`label_settings` (default: the yaml's).
         category_field: .item column of categories (default: ``label_category_field``, else the
@@ -235,7 +235,7 @@ def label_intents(activations, item_tokens, items, catalogue, settings=None, cat
 
 
 def model_labels(bundle, settings=None, category_field=None, sep=None):
-    """The labels of a loaded checkpoint's intents (:func:`recbole_saerec.analysis.explain.load_model`),
+    """The labels of a loaded checkpoint's intents (:func:`recbole_saerec.analysis.checkpoints.load_model`),
     computed once per bundle and settings."""
     s = settings or label_settings()
     key = (repr(sorted(s.items())), category_field, sep)

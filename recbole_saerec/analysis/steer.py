@@ -50,12 +50,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from recbole_saerec.analysis.explain import batches, load_model, scored_forward, test_rows
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args
+from recbole_saerec.analysis.checkpoints import batches, load_model, test_rows
+from recbole_saerec.analysis.explain import scored_forward
 from recbole_saerec.analysis.labels import model_labels, stem
-from recbole_saerec.artefacts import write_json_atomic
 from recbole_saerec.cli import UsageError, run_main
-from recbole_saerec.utils import hit_ndcg_per_user
+from recbole_saerec.fileio import write_json_atomic
+from recbole_saerec.metrics import hit_ndcg_per_user
 
 MODES = ("model", "score")
 

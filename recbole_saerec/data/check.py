@@ -12,7 +12,7 @@ import math
 import os
 from logging import getLogger
 
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 
 class DatasetFilesMissingError(FileNotFoundError):
@@ -38,7 +38,7 @@ def expected_files(config):
 
 def prepare_hint(dataset, data_path):
     """The command that creates the files (Amazon names), or what RecBole expects."""
-    from recbole_saerec.data.prepare_amazon import CATEGORIES  # here: keeps `python -m ...prepare_amazon` clean
+    from recbole_saerec.data.prepare_amazon.schema import CATEGORIES  # here: keeps `python -m ...prepare_amazon` clean
 
     parent = os.path.dirname(os.path.normpath(data_path)) or "."
     if dataset in CATEGORIES:

@@ -21,7 +21,8 @@ import os
 from collections import OrderedDict
 from logging import getLogger
 
-POLICIES = ("error", "skip", "replace")
+from recbole_saerec.settings import TEXT_POLICIES as POLICIES
+
 REPLACEMENT = "\ufffd"
 MAX_EXAMPLES = 10
 

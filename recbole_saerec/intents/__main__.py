@@ -34,7 +34,7 @@ def main(argv=None):
 
     from recbole_saerec.config import Config
     from recbole_saerec.intents.build import build_intents
-    from recbole_saerec.utils import init_logger
+    from recbole_saerec.logger import init_logger
 
     config_dict = {"intent_dir": args.intent_dir} if args.intent_dir else None
     with cli.recbole_cmd_line(keys):

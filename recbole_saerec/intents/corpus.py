@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_saerec.data.text import BadLines, read_text
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 CORPUS_MODES = ("auto", "reviews", "items", "both")
 

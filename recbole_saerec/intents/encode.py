@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from recbole_saerec.artefacts import atomic_path, file_sha256
+from recbole_saerec.fileio import atomic_path, file_sha256
 from recbole_saerec.hardware import resolve_bf16
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 BF16_MIN_COS = 0.999

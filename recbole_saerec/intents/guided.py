@@ -42,11 +42,12 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import GUIDED_FORMAT_VERSION, guided_file, items_sha1, save_tensor_file_atomic
+from recbole_saerec.artefacts import GUIDED_FORMAT_VERSION, guided_file, items_sha1
 from recbole_saerec.data.text import BadLines, iter_lines
+from recbole_saerec.fileio import save_tensor_file_atomic
 from recbole_saerec.intents.corpus import (_as_list, _file_format, atomic_path, clean_value, read_atomic,
                                            read_atomic_header)
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 _FIELD = re.compile(r"\{([^{}]+)\}")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")

@@ -21,8 +21,9 @@ from logging import getLogger
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import ITEM_TEXT_FORMAT_VERSION, item_text_file, items_sha1, save_tensor_file_atomic
-from recbole_saerec.utils import setting
+from recbole_saerec.artefacts import ITEM_TEXT_FORMAT_VERSION, item_text_file, items_sha1
+from recbole_saerec.fileio import save_tensor_file_atomic
+from recbole_saerec.settings import setting
 
 
 def build_item_text(config, item_tokens):

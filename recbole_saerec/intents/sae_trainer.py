@@ -34,18 +34,14 @@ import time
 import numpy as np
 import torch
 
-from recbole_saerec.artefacts import atomic_path, save_tensor_file_atomic
+from recbole_saerec.fileio import atomic_path, save_tensor_file_atomic
 from recbole_saerec.intents.sae import TopKSAE, geometric_median
+from recbole_saerec.settings import default_k  # noqa: F401 - config_check checks sae_k against it too
 
 
 def default_n_latents(n_texts):
     """M = 2^round(log2(n_texts / 12)), clipped to [256, 32768] (see the module docstring)."""
     return int(2 ** min(15, max(8, round(math.log2(max(n_texts, 1) / 12)))))
-
-
-def default_k(source):
-    """15 for review corpora (the paper), 8 for item text."""
-    return 15 if source in ("reviews", "both") else 8
 
 
 def default_lr(n_latents):

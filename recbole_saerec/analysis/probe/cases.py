@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from recbole_saerec.analysis.probe.adapters import SequentialAdapter
+from recbole_saerec.metrics import hit_ndcg_per_user
 from recbole_saerec.trainer import mask_seen_items
-from recbole_saerec.utils import hit_ndcg_per_user
 
 
 # ----------------------------------------------------------------------------- loading

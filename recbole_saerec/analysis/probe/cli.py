@@ -1,12 +1,15 @@
-"""``python -m recbole_saerec.analysis.probe``: the command line (same flags and outputs as before the split)."""
+"""RecSAE probe: interpret and steer any trained RecBole model with a TopK sparse autoencoder.
+
+The command line ``python -m recbole_saerec.analysis.probe`` (the method: the package docstring).
+"""
 import argparse
 import json
 import sys
 
 import torch
 
-from recbole_saerec.analysis.probe.run import DEFAULT_SCALES, probe
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args
+from recbole_saerec.analysis.probe.run import DEFAULT_SCALES, probe
 
 
 def _bool(v):
@@ -66,7 +69,4 @@ def main(argv=None):
 
 
 def _description():
-    # the package docstring's first paragraph, as the flat module's --help printed it
-    from recbole_saerec.analysis import probe as package
-
-    return package.__doc__.split("\n\n")[0]
+    return __doc__.split("\n\n")[0]

@@ -241,7 +241,7 @@ def _tuned_top10(adapter, batches, offsets, cases, transform):
 def probe_metrics(config, adapter, ckpt_info, command, options, cases, held, rows, sae_metrics, dense_metrics, sim,
                   quality, tuned, tuning_summary):
     """metrics.json (without the timings): options, per-step results, and where it ran."""
-    from recbole_saerec.utils import run_environment
+    from recbole_saerec.environment import run_environment
 
     n, d = cases["reps"].shape
     verifiable = [r for r in rows if r["n_pos"] >= options["min_verify"]]
@@ -261,5 +261,5 @@ def probe_metrics(config, adapter, ckpt_info, command, options, cases, held, row
                      if verifiable else None},
         "similarity": sim, "quality": quality,
         "tuning": {"latents": tuned, "summary": tuning_summary},
-        **run_environment(),  # versions + machine: the one record every tool writes (utils.run_environment)
+        **run_environment(),  # versions + machine: the one record every tool writes (environment.run_environment)
     }

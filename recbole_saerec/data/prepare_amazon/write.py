@@ -5,8 +5,8 @@ import json
 import os
 from collections import OrderedDict
 
-from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.data.prepare_amazon.guard import MIN_ATTRIBUTE_AGREEMENT, MIN_COHERENCE_RATIO
+from recbole_saerec.fileio import atomic_path
 from recbole_saerec.data.prepare_amazon.schema import (CATEGORY_JOINER, INTER_COLUMNS, ITEM_COLUMNS, PAPER_COUNTS,
                                                        SCHEMA_VERSION)
 

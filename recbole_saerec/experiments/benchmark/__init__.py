@@ -1,25 +1,7 @@
 """Side-by-side benchmark: many models, one dataset, one protocol, several seeds.
 
-    python -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty \\
-        --models=SAERec,SASRec,SASRec-CE,BERT4Rec,GRU4Rec,Caser,BPR --seeds=3 \\
-        --out=docs/results/beauty --budget_epochs=20 [--config_files="a.yaml b.yaml"] [--key=value ...]
-
-Every (model, seed) goes through :func:`recbole_saerec.quick_start.run` with the same
-config chain (RecBole yaml -> plugin overall.yaml -> model yaml -> dataset yaml ->
-``--config_files`` -> variant overrides -> ``--key=value``), so every model sees the
-same split (leave-one-out by time), the same full-ranking evaluation and the same
-early stopping on the VALID metric. Names are RecBole/plugin models or named variants
-from ``properties/benchmark/variants.yaml`` (SAERec ablations, KMeans-Intent, SASRec-CE).
-
-Outputs under ``--out`` (see docs/benchmark.md):
-
-- ``runs/<variant>__seed<seed>.json``: one per finished run (metrics, resolved config,
-  seed, versions, wall time, machine), written as soon as the run ends: a second
-  invocation skips finished runs (resume) and re-runs those whose spec changed.
-- ``runs/<variant>__seed<seed>.peruser.npz``: per-test-user Hit@K / NDCG@K of the best
-  (valid-selected) checkpoint, for the per-user paired significance test.
-- ``results.csv`` (one row per run), ``summary.csv`` (mean/std per variant),
-  ``results.md`` (mean ± std table, best bold, significance), ``results.png``.
+The command, its flags and its outputs: :mod:`recbole_saerec.experiments.benchmark.cli`
+(``python -m recbole_saerec.experiments.benchmark --help``); docs/benchmark.md.
 """
 # The package, by seam: registry (named variants), records (run files: JSON, per-user rows, spec
 # hashes), runner (one run and the whole plan, resumable), stats (per-user metrics, paired tests),

@@ -1,4 +1,26 @@
-"""``python -m recbole_saerec.experiments.benchmark``: flags, then Benchmark.run_all and report."""
+"""Side-by-side benchmark: many models, one dataset, one protocol, several seeds.
+
+    python -m recbole_saerec.experiments.benchmark --dataset=amazon-beauty \\
+        --models=SAERec,SASRec,SASRec-CE,BERT4Rec,GRU4Rec,Caser,BPR --seeds=3 \\
+        --out=docs/results/beauty --budget_epochs=20 [--config_files="a.yaml b.yaml"] [--key=value ...]
+
+Every (model, seed) goes through :func:`recbole_saerec.quick_start.run` with the same
+config chain (RecBole yaml -> plugin overall.yaml -> model yaml -> dataset yaml ->
+``--config_files`` -> variant overrides -> ``--key=value``), so every model sees the
+same split (leave-one-out by time), the same full-ranking evaluation and the same
+early stopping on the VALID metric. Names are RecBole/plugin models or named variants
+from ``properties/benchmark/variants.yaml`` (SAERec ablations, KMeans-Intent, SASRec-CE).
+
+Outputs under ``--out`` (see docs/benchmark.md):
+
+- ``runs/<variant>__seed<seed>.json``: one per finished run (metrics, resolved config,
+  seed, versions, wall time, machine), written as soon as the run ends: a second
+  invocation skips finished runs (resume) and re-runs those whose spec changed.
+- ``runs/<variant>__seed<seed>.peruser.npz``: per-test-user Hit@K / NDCG@K of the best
+  (valid-selected) checkpoint, for the per-user paired significance test.
+- ``results.csv`` (one row per run), ``summary.csv`` (mean/std per variant),
+  ``results.md`` (mean ± std table, best bold, significance), ``results.png``.
+"""
 import argparse
 import os
 import sys
@@ -21,9 +43,7 @@ def parse_value(text):
 
 
 def parse_args(argv=None):
-    from recbole_saerec.experiments import benchmark as package  # its docstring is the usage text
-
-    p = argparse.ArgumentParser(description=package.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", "-d", required=True)
     p.add_argument("--models", "-m", help="comma-separated model or variant names (not needed with --progress)")
     p.add_argument("--seeds", default="3", help="a count N (seeds seed_base..seed_base+N-1) or a list '1,2,3'")

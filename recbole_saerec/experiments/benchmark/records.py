@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from recbole_saerec.artefacts import atomic_path
+from recbole_saerec.fileio import atomic_path
 
 RUNS = "runs"
 

@@ -5,9 +5,9 @@ import yaml
 
 from recbole_saerec.cli import UsageError
 from recbole_saerec.experiments.benchmark.records import log
+from recbole_saerec.settings import PROPERTIES_DIR
 
-BENCHMARK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
-                             "properties", "benchmark")
+BENCHMARK_DIR = os.path.join(PROPERTIES_DIR, "benchmark")
 
 
 # What a variant entry may hold (variants.yaml's header says what each means).

@@ -10,8 +10,8 @@ import numpy as np
 
 from recbole_saerec.experiments.benchmark.records import (RUNS, epoch_seconds, fmt_duration, load_records, log,
                                                           run_seconds, write_json_atomic)
-from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.experiments.benchmark.stats import against_references, metric_keys, significance, summarize
+from recbole_saerec.fileio import atomic_path
 
 # A run in flight says so in its folder from its first second (its resume state exists only after its
 # first epoch): the runner writes this file there before training and removes it once the run is recorded.

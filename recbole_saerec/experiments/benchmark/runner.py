@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from recbole_saerec import quick_start
-from recbole_saerec.utils import run_environment
+from recbole_saerec.environment import run_environment
 from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, rename_variant,
                                                           save_per_user, spec_hash, write_json_atomic)
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant

@@ -1,7 +1,7 @@
 """Per-user metrics (RecBole's own formulas) and the paired significance tests over seeds and users."""
 import numpy as np
 
-from recbole_saerec.utils import hit_ndcg_per_user
+from recbole_saerec.metrics import hit_ndcg_per_user
 
 from recbole_saerec.experiments.benchmark.records import load_per_user
 

@@ -32,9 +32,9 @@ import time
 
 import torch
 
-from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.experiments.speed.measure import median, train_step
 from recbole_saerec.experiments.speed.plan import build_configs, build_models, draw_batches, load_data, shared_config
+from recbole_saerec.fileio import atomic_path
 
 
 def parse_args(argv=None):
@@ -168,7 +168,7 @@ def main(argv=None):
             * data["steps_per_epoch"] / 1e3
         report["models"][name] = {k: round(v, 2) for k, v in parts.items()}
         print(f"[breakdown] {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True)
-    from recbole_saerec.utils import run_environment
+    from recbole_saerec.environment import run_environment
 
     report["machine"] = run_environment(device=data["device"])["machine"]
     write(report, args.out)

@@ -68,7 +68,7 @@ import time
 
 import torch
 
-from recbole_saerec.artefacts import atomic_path
+from recbole_saerec.fileio import atomic_path
 from recbole_saerec.experiments.speed.measure import (new_records, profile_eval, profile_steps, time_epoch_setup, time_eval,
                                                      time_full_epoch, time_train, warm_up)
 from recbole_saerec.experiments.speed.plan import (build_configs, build_models, draw_batches, load_data, model_plan, set_anomaly_detection,

@@ -6,8 +6,8 @@ import resource
 
 import torch
 
-from recbole_saerec.artefacts import atomic_path
 from recbole_saerec.experiments.speed.measure import median
+from recbole_saerec.fileio import atomic_path
 
 CONFIG_KEYS = ["hidden_size", "inner_size", "n_layers", "n_heads", "MAX_ITEM_LIST_LENGTH", "train_batch_size",
                "eval_batch_size", "hidden_dropout_prob", "attn_dropout_prob", "loss_type", "autocast_bf16", "compile",
@@ -114,7 +114,7 @@ def write_csv(path, args, rows, device, intent_info):
 
 def json_report(args, models, configs, records, rows, data, batch_stats, intents, anomaly_on_import):
     """speed.json: machine, versions, seed, dataset, config per model, table rows and raw timings."""
-    from recbole_saerec.utils import run_environment
+    from recbole_saerec.environment import run_environment
 
     env = run_environment(device=data["device"])
     dataset, train_data = data["dataset"], data["train"]

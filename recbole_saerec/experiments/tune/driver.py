@@ -38,11 +38,11 @@ import os
 import sys
 import time
 
-from recbole_saerec.artefacts import write_json_atomic
 from recbole_saerec.experiments.tune.configs import _argv, merge_config_files, parse_value
 from recbole_saerec.experiments.tune.report import write_outputs
 from recbole_saerec.experiments.tune.space import DEFAULT_SPACE, intent_combinations, intent_tag, load_space, param_space
 from recbole_saerec.experiments.tune.trial import train_trial
+from recbole_saerec.fileio import write_json_atomic
 
 SETUP_FILE = "sweep_setup.json"
 

@@ -10,9 +10,9 @@ import os
 
 import yaml
 
-# tune/space.py -> recbole_saerec/properties/tune
-SPACE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
-                         "properties", "tune")
+from recbole_saerec.settings import PROPERTIES_DIR
+
+SPACE_DIR = os.path.join(PROPERTIES_DIR, "tune")
 DEFAULT_SPACE = os.path.join(SPACE_DIR, "saerec_space.yaml")
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform")
 

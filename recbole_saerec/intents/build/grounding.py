@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from recbole_saerec.artefacts import atomic_path
+from recbole_saerec.fileio import atomic_path
 from recbole_saerec.intents.build.stages import sae_seed
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 # the settings of the fragment guard and the grounding score (SAERec.yaml, intent judge section)
 GROUNDING_KEYS = ("intent_grounded_auc", "intent_fragment_max", "intent_fragment_min_len",

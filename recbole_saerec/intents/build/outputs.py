@@ -5,7 +5,7 @@ from collections import Counter
 
 import numpy as np
 
-from recbole_saerec.artefacts import atomic_path
+from recbole_saerec.fileio import atomic_path
 
 VERDICT_ORDER = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
 

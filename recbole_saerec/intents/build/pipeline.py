@@ -18,7 +18,7 @@ from recbole_saerec.intents.build.stages import (IntentBuildError, _say, codes_m
                                                  top_examples)
 from recbole_saerec.intents.corpus import build_corpus
 from recbole_saerec.intents.encode import cache_key, encode_cached, make_encoder
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 def build_intents(config, intent_dir=None, progress=True):
     """Build the intent artefacts for ``config``'s dataset; returns the manifest dict.

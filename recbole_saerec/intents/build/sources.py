@@ -3,23 +3,25 @@ import json
 import os
 from logging import getLogger
 
-from recbole_saerec.artefacts import MANIFEST, IntentArtefactError, build_hint, file_sha256, write_json_atomic
+from recbole_saerec.artefacts import MANIFEST, IntentArtefactError, build_hint
+from recbole_saerec.fileio import file_sha256, write_json_atomic
 from recbole_saerec.intents.corpus import build_corpus, corpus_sources
 from recbole_saerec.intents.judge import parse_keep_rule
-from recbole_saerec.utils import setting
+from recbole_saerec.settings import setting
 
 def source_hashes(config, source):
     """{file name: sha256} of the raw files a corpus of ``source`` reads (names relative to data_path)."""
     return {os.path.basename(p): file_sha256(p) for p in corpus_sources(config, source) if os.path.isfile(p)}
 
 
-def check_intent_sources(config, intent_dir):
+def check_intent_sources(config, intent_dir, rebuild):
     """Stop (or rebuild) when the texts an existing build was made from have changed since.
 
     Fast path: the raw files' sha256 equal the manifest's ``sources``. When one differs, the
     corpus is rebuilt and its hash compared with the fingerprint's ``corpus_sha1`` (a price edit
     in the .item file does not change the texts: the new file hashes are then recorded). Changed
-    texts rebuild the intents when ``intent_autobuild`` is on, else raise IntentArtefactError.
+    texts rebuild the intents when ``intent_autobuild`` is on (``rebuild(config, intent_dir=...)``,
+    ``build_intents`` or a stand-in), else raise IntentArtefactError.
     """
     from recbole.data import create_dataset
 
@@ -41,17 +43,18 @@ def check_intent_sources(config, intent_dir):
         return
     what = (f"{', '.join(changed)} changed after the intent build in {intent_dir}: the texts differ "
             f"(corpus {corpus.sha1} != {manifest['fingerprint'].get('corpus_sha1')} recorded)")
-    _rebuild_or_refuse(config, intent_dir, what, "so the intents describe other texts")
+    _rebuild_or_refuse(config, intent_dir, what, "so the intents describe other texts", rebuild)
 
 
-def check_build_settings(config, intent_dir):
+def check_build_settings(config, intent_dir, rebuild):
     """Stop (or rebuild) when an existing build was made with other settings than the config asks for.
 
     The build settings a manifest's fingerprint records (the keep rule, the method, the SAE's k and
     M when set, the grounding settings of a grounded rule) are compared with the config's. For a
     build found through ``intent_root``/``intent_tag`` every setting counts: a changed default (or a
     changed ``intent_keep``) must not silently reuse the old build. For an explicit ``intent_dir``
-    only the settings the user set count: that directory is the user's choice of build.
+    only the settings the user set count: that directory is the user's choice of build. Rebuilds
+    (``rebuild``) or refuses as :func:`check_intent_sources`.
     """
     manifest_path = os.path.join(intent_dir, MANIFEST)
     if not os.path.isfile(manifest_path):
@@ -65,7 +68,7 @@ def check_build_settings(config, intent_dir):
               if counts(key) and not _same(key, wanted, built)]
     if differ:
         _rebuild_or_refuse(config, intent_dir, f"the intent build in {intent_dir} was made with other settings: "
-                           + ", ".join(differ), "so it is not the intent set this config asks for")
+                           + ", ".join(differ), "so it is not the intent set this config asks for", rebuild)
 
 
 def _build_settings(config, recorded):
@@ -92,13 +95,10 @@ def _same(key, wanted, built):
     return wanted == built
 
 
-def _rebuild_or_refuse(config, intent_dir, what, consequence):
+def _rebuild_or_refuse(config, intent_dir, what, consequence, rebuild):
     """Rebuild in place when ``intent_autobuild`` is on (a warning says why), else a clear error."""
     if setting(config, "intent_autobuild"):
         getLogger().warning(f"{what}; rebuilding the intents.")
-        # through the package: the name tests (and users) patch, and no import cycle with pipeline
-        from recbole_saerec.intents import build as package
-
-        package.build_intents(config, intent_dir=intent_dir)
+        rebuild(config, intent_dir=intent_dir)
         return
     raise IntentArtefactError(f"{what}, {consequence}. {build_hint(config['dataset'], intent_dir)}")

@@ -8,8 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recbole_saerec.artefacts import save_tensor_file_atomic
-from recbole_saerec.utils import setting
+from recbole_saerec.fileio import save_tensor_file_atomic
+from recbole_saerec.settings import setting
 
 class IntentBuildError(ValueError):
     """Settings that only turn out not to fit once the corpus is known (k above the latents the rule gives,

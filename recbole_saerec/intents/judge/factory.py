@@ -11,9 +11,9 @@ import os
 
 from recbole_saerec.intents.judge.lm import LlamaCppJudge, OpenAIJudge
 from recbole_saerec.intents.judge.offline import OfflineJudge
-from recbole_saerec.utils import PROPERTIES_DIR, setting
+from recbole_saerec.settings import JUDGE_BACKENDS, PROPERTIES_DIR, setting
 
-BACKENDS = ("offline", "openai", "llama_cpp")
+BACKENDS = JUDGE_BACKENDS  # a new judge adds its name in settings.JUDGE_BACKENDS (config_check validates it)
 # the yaml files that declare the judge's keys, read in this order (later wins)
 JUDGE_YAMLS = (os.path.join(PROPERTIES_DIR, "overall.yaml"), os.path.join(PROPERTIES_DIR, "model", "SAERec.yaml"))
 

@@ -1,15 +1,8 @@
 """Verdicts: the five-level scale, parsing an LM's answer, and the keep rule (``intent_keep``)."""
 import re
 
-VERDICTS = ("Yes", "Probably", "Maybe", "No", "Cannot tell")
-KEEP_RULES = {
-    "yes": ("Yes",),
-    "probably": ("Yes", "Probably"),
-    "maybe": ("Yes", "Probably", "Maybe"),
-    "none": VERDICTS,
-}
-# every intent_keep value: the verdict rules, the grounding test alone, and both together
-KEEP_RULE_NAMES = tuple(KEEP_RULES) + ("grounded", "grounded+yes", "grounded+probably", "grounded+maybe")
+# the scale and the keep rules are value sets config_check validates too: defined in settings
+from recbole_saerec.settings import KEEP_RULE_NAMES, KEEP_RULES, VERDICTS
 
 
 class JudgeError(RuntimeError):
