@@ -151,15 +151,15 @@ def test_grounded_keep_rules():
 
 
 def test_kept_none_hint_never_repeats_the_rule_in_force():
-    from recbole_saerec.intents.build.grounding import _widen_hint
+    from recbole_saerec.intents.build.grounding_stage import widen_hint
 
-    assert "--intent_keep=probably" not in _widen_hint({"intent_keep": "probably"}, "probably")
-    hint = _widen_hint({}, "probably")
+    assert "--intent_keep=probably" not in widen_hint({"intent_keep": "probably"}, "probably")
+    hint = widen_hint({}, "probably")
     assert "--intent_keep=maybe" in hint and "--intent_keep=none" in hint and "=yes" not in hint
-    assert "--intent_keep=none" in _widen_hint({}, "maybe") and "=maybe" not in _widen_hint({}, "maybe")
-    hint = _widen_hint({"intent_grounded_auc": 0.9}, "grounded")
+    assert "--intent_keep=none" in widen_hint({}, "maybe") and "=maybe" not in widen_hint({}, "maybe")
+    hint = widen_hint({"intent_grounded_auc": 0.9}, "grounded")
     assert "intent_grounded_auc (now 0.9)" in hint and "--intent_keep=grounded " not in hint + " "
-    hint = _widen_hint({"intent_grounded_auc": 0.8}, "grounded+yes")
+    hint = widen_hint({"intent_grounded_auc": 0.8}, "grounded+yes")
     assert "--intent_keep=grounded+probably" in hint and "grounded+yes" not in hint
 
 

@@ -78,7 +78,7 @@ class Corpus:
         return out
 
 
-def _as_list(value):
+def as_list(value):
     if value is None:
         return []
     if isinstance(value, str):
@@ -86,7 +86,7 @@ def _as_list(value):
     return list(value)
 
 
-def atomic_path(config, suffix):
+def atomic_file(config, suffix):
     """Path of a raw atomic file of the configured dataset (``<data_path>/<dataset>.<suffix>``)."""
     return os.path.join(config["data_path"], f"{config['dataset']}.{suffix}")
 
@@ -94,7 +94,7 @@ def atomic_path(config, suffix):
 def corpus_sources(config, source):
     """The raw atomic files a corpus of ``source`` ("reviews" | "items" | "both") reads its text from."""
     suffixes = {"reviews": ["inter"], "items": ["item"], "both": ["inter", "item"]}[source]
-    return [atomic_path(config, s) for s in suffixes]
+    return [atomic_file(config, s) for s in suffixes]
 
 
 def read_atomic_header(path, sep="\t", encoding="utf-8", on_bad_line="error"):
@@ -161,14 +161,14 @@ def _missing_fields_error(kind, path, key, wanted, header):
     )
 
 
-def _file_format(config):
+def file_format(config):
     """(field separator, encoding, on_bad_line) of the atomic files: RecBole's sample.yaml and the plugin's
     overall.yaml."""
     return setting(config, "field_separator"), setting(config, "encoding"), setting(config, "on_bad_line")
 
 
 def _present_fields(kind, path, key, wanted, config):
-    sep, enc, _ = _file_format(config)
+    sep, enc, _ = file_format(config)
     if not os.path.isfile(path):
         raise CorpusError(f"intent corpus ({kind}): {path} does not exist. Fix: provide it, or choose "
                           f"another source with --intent_corpus=items|reviews.")
@@ -185,7 +185,7 @@ def _present_fields(kind, path, key, wanted, config):
 def _has_any(path, fields, config):
     if not fields or not os.path.isfile(path):
         return False
-    header = read_atomic_header(path, *_file_format(config))
+    header = read_atomic_header(path, *file_format(config))
     return any(f in header for f in fields)
 
 
@@ -195,18 +195,18 @@ def resolve_mode(config):
     if mode not in CORPUS_MODES:
         raise CorpusError(f"intent_corpus={mode!r}: choose one of {CORPUS_MODES}.")
     if mode == "auto":
-        review_fields = _as_list(setting(config, "intent_review_text_fields"))
-        mode = "reviews" if _has_any(atomic_path(config, "inter"), review_fields, config) else "items"
+        review_fields = as_list(setting(config, "intent_review_text_fields"))
+        mode = "reviews" if _has_any(atomic_file(config, "inter"), review_fields, config) else "items"
     return mode
 
 
 def item_texts(config, item_tokens):
     """item token -> text, for the dataset's items that have any (raw ``.item`` file)."""
-    path = atomic_path(config, "item")
+    path = atomic_file(config, "item")
     key = "intent_item_text_fields"
-    fields = _present_fields("items", path, key, _as_list(setting(config, key)), config)
+    fields = _present_fields("items", path, key, as_list(setting(config, key)), config)
     iid = config["ITEM_ID_FIELD"]
-    df = read_atomic(path, [iid] + fields, *_file_format(config))
+    df = read_atomic(path, [iid] + fields, *file_format(config))
     wanted = set(item_tokens)
     out = {}
     for row in df.itertuples(index=False):
@@ -241,11 +241,11 @@ def split_pairs(dataset):
 
 def review_entries(config, dataset, leaky=False):
     """[(user token, item token, text)] of training interactions with review text, and counts."""
-    path = atomic_path(config, "inter")
+    path = atomic_file(config, "inter")
     key = "intent_review_text_fields"
-    fields = _present_fields("reviews", path, key, _as_list(setting(config, key)), config)
+    fields = _present_fields("reviews", path, key, as_list(setting(config, key)), config)
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
-    df = read_atomic(path, [uid, iid] + fields, *_file_format(config))
+    df = read_atomic(path, [uid, iid] + fields, *file_format(config))
     all_pairs, held = split_pairs(dataset)
     out, n_held, n_unknown, n_empty = [], 0, 0, 0
     for row in df.itertuples(index=False):
@@ -290,7 +290,7 @@ def build_corpus(config, dataset):
     if not rows:
         raise CorpusError(
             f"intent corpus ({mode}) for dataset '{config['dataset']}' is empty: no item/interaction of the "
-            f"dataset has text in {atomic_path(config, 'item' if mode == 'items' else 'inter')} (fields "
+            f"dataset has text in {atomic_file(config, 'item' if mode == 'items' else 'inter')} (fields "
             f"{setting(config, 'intent_item_text_fields' if mode == 'items' else 'intent_review_text_fields')}). "
             "Fix: point intent_item_text_fields / intent_review_text_fields at non-empty columns."
         )

@@ -45,7 +45,7 @@ import torch
 from recbole_saerec.artefacts import GUIDED_FORMAT_VERSION, guided_file, items_sha1
 from recbole_saerec.data.text import BadLines, iter_lines
 from recbole_saerec.fileio import save_tensor_file_atomic
-from recbole_saerec.intents.corpus import (_as_list, _file_format, atomic_path, clean_value, read_atomic,
+from recbole_saerec.intents.corpus import (as_list, atomic_file, clean_value, file_format, read_atomic,
                                            read_atomic_header)
 from recbole_saerec.settings import setting
 
@@ -62,7 +62,7 @@ def _split_levels(value):
 def derived_fields(config, rows):
     """Add ``price_band``, ``year_band``, ``use_words`` and the trimmed ``categories`` to each row (in place)."""
     price_field = setting(config, "guided_price_field")
-    bands = _as_list(setting(config, "guided_price_bands"))
+    bands = as_list(setting(config, "guided_price_bands"))
     prices = {}
     for tok, row in rows.items():
         try:
@@ -80,8 +80,8 @@ def derived_fields(config, rows):
         m = re.search(r"(1[89]|20)\d\d", row.get(year_field, ""))
         if m:
             row["year_band"] = f"{m.group(0)[:3]}0s"
-    lexicon = [w.lower() for w in _as_list(setting(config, "guided_use_words"))]
-    text_fields = _as_list(setting(config, "guided_text_fields"))
+    lexicon = [w.lower() for w in as_list(setting(config, "guided_use_words"))]
+    text_fields = as_list(setting(config, "guided_text_fields"))
     max_words = int(setting(config, "guided_max_use_words"))
     if lexicon:
         single = {w for w in lexicon if " " not in w}
@@ -117,11 +117,11 @@ def fill_template(template, row):
 def item_rows(config, item_tokens):
     """item token -> {column: cleaned text} from the raw ``.item`` file (empty rows when there is none)."""
     rows = {tok: {} for tok in item_tokens}
-    path = atomic_path(config, "item")
+    path = atomic_file(config, "item")
     if not os.path.isfile(path):
         getLogger().warning(f"GuidedRec: no {path}; every guided attribute is empty")
         return rows
-    sep, enc, on_bad_line = _file_format(config)
+    sep, enc, on_bad_line = file_format(config)
     columns = list(read_atomic_header(path, sep, enc))
     iid = config["ITEM_ID_FIELD"]
     df = read_atomic(path, columns, sep, enc, on_bad_line)
@@ -152,7 +152,7 @@ def fill_missing(config, rows, texts, templates, cache_dir):
             except (ValueError, KeyError, TypeError):  # a line cut by an interruption: asked again
                 continue
         bad.report("GuidedRec fill cache (those attributes are asked again)")
-    fields = _as_list(setting(config, "guided_text_fields")) or ["title"]
+    fields = as_list(setting(config, "guided_text_fields")) or ["title"]
     with open(path, "a", encoding="utf-8") as out:
         for tok, row in rows.items():
             source = ". ".join(row.get(f, "") for f in fields if row.get(f, ""))
@@ -195,7 +195,7 @@ def attribute_texts(config, item_tokens, cache_dir=None):
             kept.append(name)
     if not kept:
         raise ValueError(f"GuidedRec: no item has any attribute of guided_templates={templates} "
-                         f"(columns of {atomic_path(config, 'item')}?)")
+                         f"(columns of {atomic_file(config, 'item')}?)")
     return kept, texts, fill_model
 
 

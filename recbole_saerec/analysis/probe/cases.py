@@ -52,11 +52,11 @@ def load_probed(checkpoint, data_path=None, overrides=None, trust=False):
     for p in model.parameters():
         p.requires_grad_(False)
     info = {"path": os.path.abspath(checkpoint), "epoch": ckpt.get("epoch"),
-            "best_valid_score": _plain(ckpt.get("best_valid_score"))}
+            "best_valid_score": json_value(ckpt.get("best_valid_score"))}
     return config, dataset, train_data, test_data, model, info
 
 
-def _plain(v):
+def json_value(v):
     if isinstance(v, torch.Tensor):
         return v.item() if v.numel() == 1 else v.tolist()
     if isinstance(v, (np.floating, np.integer)):

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from recbole_saerec.analysis.probe.cases import _plain
+from recbole_saerec.analysis.probe.cases import json_value
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -38,7 +38,7 @@ def write_outputs(out, rows, metrics, tuning_rows):
         w.writeheader()
         w.writerows(tuning_rows)
     with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1, default=_plain)
+        json.dump(metrics, f, indent=1, default=json_value)
     _plots(out, table, metrics, tuning_rows)
 
 

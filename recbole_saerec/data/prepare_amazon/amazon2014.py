@@ -4,14 +4,14 @@ import json
 import os
 import re
 
-from recbole_saerec.data.prepare_amazon.lines import _decode, clean_text, iter_lines, join_categories, to_float
+from recbole_saerec.data.prepare_amazon.lines import clean_text, decode_line, iter_lines, join_categories, to_float
 
 
 def read_reviews(path, bad, show_progress=True):
     """-> list of dicts (user, item, time, line, rating, review_text, summary), in file order."""
     rows = []
     for lineno, line in iter_lines(path, show_progress, desc=f"reviews {os.path.basename(path)}"):
-        text = _decode(line, path, lineno, bad)
+        text = decode_line(line, path, lineno, bad)
         if text is None:
             continue
         if not text.strip():
@@ -52,7 +52,7 @@ def read_meta(path, wanted, bad, show_progress=True):
     (2014 release) or strict JSON; lines whose asin is not wanted are not parsed."""
     meta = {}
     for lineno, line in iter_lines(path, show_progress, desc=f"meta {os.path.basename(path)}"):
-        text = _decode(line, path, lineno, bad)
+        text = decode_line(line, path, lineno, bad)
         if text is None or not text.strip():
             continue
         m = _ASIN_RE.search(text)

@@ -3,7 +3,7 @@ import csv
 import json
 import os
 
-from recbole_saerec.data.prepare_amazon.lines import (BadLines, _decode, clean_text, iter_lines, join_categories,
+from recbole_saerec.data.prepare_amazon.lines import (BadLines, clean_text, decode_line, iter_lines, join_categories,
                                                       open_text, to_float)
 from recbole_saerec.data.prepare_amazon.schema import PrepareError
 
@@ -37,7 +37,7 @@ def read_iclrec(seq_path, maps_path, bad, show_progress=True, maps=None):
     id2user, id2item = maps["id2user"], maps["id2item"]
     rows, seen_users = [], {}
     for lineno, line in iter_lines(seq_path, show_progress, desc=f"sequences {os.path.basename(seq_path)}"):
-        text = _decode(line, seq_path, lineno, bad)
+        text = decode_line(line, seq_path, lineno, bad)
         if text is None or not text.strip():
             continue
         toks = text.split()

@@ -62,7 +62,7 @@ class BadLines(text.BadLines):
         super().__init__(mode, error=PrepareError)
 
 
-def _decode(line, path, lineno, bad):
+def decode_line(line, path, lineno, bad):
     return bad.decode(line, path, lineno)
 
 

@@ -9,7 +9,7 @@ from recbole_saerec.experiments.tune.space import intent_tag, is_intent_key
 
 
 @contextlib.contextmanager
-def _argv(args):
+def isolated_argv(args):
     """RecBole's Config parses sys.argv; in a Ray worker (and in this CLI) that is not its command line.
 
     It also writes CUDA_VISIBLE_DEVICES from gpu_id: on the driver, that must not

@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-from recbole_saerec.experiments.tune.configs import _argv, merge_config_files, parse_value
+from recbole_saerec.experiments.tune.configs import isolated_argv, merge_config_files, parse_value
 from recbole_saerec.experiments.tune.report import write_outputs
 from recbole_saerec.experiments.tune.space import DEFAULT_SPACE, intent_combinations, intent_tag, load_space, param_space
 from recbole_saerec.experiments.tune.trial import train_trial
@@ -100,7 +100,7 @@ def make_setup(args, extra, argv=None):
     config_dict.update(extra)
     for key in ("epochs", "eval_step"):
         config_dict.pop(key, None)
-    with _argv([]):
+    with isolated_argv([]):
         config = Config(model=args.model, dataset=args.dataset, config_dict=config_dict)
     config_dict["data_path"] = os.path.dirname(os.path.abspath(config["data_path"]))
     config_dict["seed"] = config["seed"]
@@ -137,7 +137,7 @@ def prepare_intents(setup, builder=None, log=print):
         # the user named one set for the whole sweep, or one folder per swept combination
         intent_dir = base["intent_dir"] if not values and base.get("intent_dir") else \
             os.path.join(base["intent_root"], setup["dataset"], tag)
-        with _argv([]):
+        with isolated_argv([]):
             config = Config(model=setup["model"], dataset=setup["dataset"],
                             config_dict=dict(base, **values, intent_dir=intent_dir, intent_autobuild=True))
         setup["intent_dirs"][tag] = ensure_intents(config, shared_cache=True, builder=builder,

@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 
-from recbole_saerec.experiments.tune.configs import _argv, trial_config
+from recbole_saerec.experiments.tune.configs import isolated_argv, trial_config
 
 CKPT_FILE = "trial_state.pt"
 
@@ -105,10 +105,10 @@ def train_trial(params, setup):
     ignore_known_warnings()  # a trial process is not under the command's warning filters
     logging.getLogger().addFilter(QuietTrialLog())
     torch.set_num_threads(max(1, int(math.ceil(setup["cpus_per_trial"]))))
-    with _argv([]):
+    with isolated_argv([]):
         config, _, train_data, valid_data, _ = prepare(setup["model"], setup["dataset"], None,
                                                        trial_config(setup, params))
-        where = placement(config)  # inside _argv: the CUDA_VISIBLE_DEVICES that torch saw
+        where = placement(config)  # inside isolated_argv: the CUDA_VISIBLE_DEVICES that torch saw
     model = build_model(config, train_data)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     metric = config["valid_metric"].lower()
@@ -161,7 +161,7 @@ def evaluate_best(setup, params, checkpoint):
 
     torch.set_num_threads(max(1, int(math.ceil(setup["cpus_per_trial"]))))
     state = load_trial_state(checkpoint)
-    with tempfile.TemporaryDirectory(prefix="saerec-eval-") as tmp, _argv([]):
+    with tempfile.TemporaryDirectory(prefix="saerec-eval-") as tmp, isolated_argv([]):
         cfg = trial_config(setup, params)
         cfg["checkpoint_dir"] = tmp
         config, _, train_data, valid_data, test_data = prepare(setup["model"], setup["dataset"], None, cfg)

@@ -23,11 +23,12 @@ of the raw files the texts came from and the build settings; ``check_intent_sour
 changed after the build: rebuild or stop).
 
 The package, read in this order: ``stages`` (SAE / KMeans codes, per-item activations),
-``grounding`` (the grounding stage and its plot), ``outputs`` (catalogue tables, .itemintent,
-plot), ``sources`` (raw-source hashes and build settings, the checks before use), ``pipeline`` (``build_intents``).
+``grounding_stage`` (the grounding stage and its plot), ``outputs`` (catalogue tables, .itemintent,
+plot), ``sources`` (raw-source hashes and build settings, the checks before use), ``pipeline``
+(``build_intents``: the stages in order, each passing its results to the next).
 """
-from recbole_saerec.intents.build.grounding import (GROUNDING_KEYS, ground_latents, grounding_summary,
-                                                    write_grounding_plot)
+from recbole_saerec.intents.build.grounding_stage import (GROUNDING_KEYS, ground_latents, grounding_summary,
+                                                          write_grounding_plot)
 from recbole_saerec.intents.build.outputs import VERDICT_ORDER, write_catalogue_tables, write_itemintent, write_plot
 from recbole_saerec.intents.build.pipeline import build_intents
 from recbole_saerec.intents.build.sources import check_build_settings, check_intent_sources, source_hashes

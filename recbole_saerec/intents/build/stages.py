@@ -11,6 +11,7 @@ import torch
 from recbole_saerec.fileio import save_tensor_file_atomic
 from recbole_saerec.settings import setting
 
+
 class IntentBuildError(ValueError):
     """Settings that only turn out not to fit once the corpus is known (k above the latents the rule gives,
     more clusters than texts, an empty vocabulary, no latent kept): one line naming the fix."""
@@ -26,7 +27,7 @@ def sae_seed(config):
     return int(setting(config, "seed") if seed is None else seed)
 
 
-def _say(msg, progress):
+def say(msg, progress):
     """To RecBole's logger when one is set up (console + log file), else to stdout."""
     if getLogger().handlers:
         getLogger().info(msg)
@@ -35,7 +36,6 @@ def _say(msg, progress):
 
 
 # ----------------------------------------------------------------------------- stages
-
 def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
     """SAE (or KMeans) on the embeddings -> (method, directions [M, d], center [d], codes, metrics).
 
@@ -64,7 +64,7 @@ def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
             centroids, codes = saved["centroids"], (saved["acts"], saved["indices"])
             metrics = json.loads(saved["metrics"])
         else:
-            _say(f"[intents] KMeans-Intent: {n_clusters} clusters on {len(x)} texts", progress)
+            say(f"[intents] KMeans-Intent: {n_clusters} clusters on {len(x)} texts", progress)
             centroids, codes, metrics = fit_kmeans(x, n_clusters, seed=seed)
             save_tensor_file_atomic(path, {"centroids": centroids, "acts": codes[0], "indices": codes[1],
                                            "metrics": json.dumps(metrics)})
@@ -88,14 +88,14 @@ def fit_codes(config, x, emb_key, source, cache_dir, progress=True):
     path = os.path.join(cache_dir, f"sae-{_sha([emb_key, settings])}.pt")
     loaded = load_sae(path)
     if loaded is None:
-        _say(f"[intents] TopK SAE: M={settings['n_latents']} latents, k={settings['k']}, "
+        say(f"[intents] TopK SAE: M={settings['n_latents']} latents, k={settings['k']}, "
              f"tied={settings['tied']}, on {len(x)} texts", progress)
         use_gpu = bool(setting(config, "use_gpu")) and torch.cuda.is_available()
         sae, metrics = SAETrainer(**settings, device="cuda" if use_gpu else "cpu", progress=progress).fit(x)
         save_sae(path, sae, metrics)
     else:
         sae, metrics = loaded
-        _say(f"[intents] SAE loaded from cache {path}", progress)
+        say(f"[intents] SAE loaded from cache {path}", progress)
     codes = sae.codes(torch.as_tensor(x))
     return method, sae.W_enc.detach().clone(), sae.b_dec.detach().clone(), codes, metrics
 

@@ -8,7 +8,7 @@ from recbole_saerec.data.text import BadLines, iter_lines
 from recbole_saerec.intents.judge.verdicts import VERDICTS
 
 
-def _sha(obj):
+def digest(obj):
     return hashlib.sha1(json.dumps(obj, sort_keys=True, ensure_ascii=True).encode("utf-8")).hexdigest()[:20]
 
 
@@ -47,7 +47,7 @@ class Judge:
         return {"backend": self.backend, "model": self.model}
 
     def cache_key(self, words):
-        return _sha({"words": [str(w) for w in words], **self.cache_spec()})
+        return digest({"words": [str(w) for w in words], **self.cache_spec()})
 
     @property
     def name(self):

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from logging import getLogger
 
-from recbole_saerec.intents.judge.cache import Judge, _sha
+from recbole_saerec.intents.judge.cache import Judge, digest
 from recbole_saerec.intents.judge.verdicts import JudgeError, parse_verdict
 
 PROMPT_VERSION = 1
@@ -49,7 +49,7 @@ class LMJudge(Judge):
 
     def cache_spec(self):
         return {**super().cache_spec(), "prompt_version": PROMPT_VERSION, "domain": self.domain,
-                "prompt": _sha([SYSTEM_PROMPT, USER_PROMPT])}
+                "prompt": digest([SYSTEM_PROMPT, USER_PROMPT])}
 
     def complete(self, messages):
         """The LM's answer text to ``messages`` (one request)."""

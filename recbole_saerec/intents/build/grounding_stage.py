@@ -1,5 +1,5 @@
-"""The grounding stage: detection AUROC and fragment guard per latent, its summary, plot and hints."""
-
+"""The build's grounding stage: detection AUROC and fragment guard per latent (the scores themselves:
+:mod:`recbole_saerec.intents.grounding`), their summary, plot and the hint when no latent is kept."""
 import numpy as np
 
 from recbole_saerec.fileio import atomic_path
@@ -13,7 +13,6 @@ GROUNDING_KEYS = ("intent_grounded_auc", "intent_fragment_max", "intent_fragment
 
 
 # ----------------------------------------------------------------------------- grounding
-
 def ground_latents(config, judge, encoder, texts, x, text_codes, directions, alive, words, verdicts, vocab, word_emb):
     """Fragment guard + detection AUROC for every live latent (``recbole_saerec.intents.grounding``).
 
@@ -68,7 +67,8 @@ def ground_latents(config, judge, encoder, texts, x, text_codes, directions, ali
     return verdicts, out, control
 
 
-def _grounding_fields(g):
+def grounding_fields(g):
+    """The grounding columns of a catalogue row."""
     return {"detection_auc": g["detection_auc"], "grounded": bool(g["grounded"]), "fragments": g["fragments"],
             "fragment_fraction": g["fragment_fraction"]}
 
@@ -113,7 +113,7 @@ def write_grounding_plot(path, all_latents, title):
     plt.close(fig)
 
 
-def _widen_hint(config, rule):
+def widen_hint(config, rule):
     """A fix for 'kept none' that does not repeat the rule already in force."""
     from recbole_saerec.intents.judge import KEEP_RULES, parse_keep_rule
 
