@@ -25,7 +25,7 @@ import re
 from logging import getLogger
 
 from recbole_saerec.cli import plain_name_problem
-from recbole_saerec.settings import JUDGE_BACKENDS, KEEP_RULE_NAMES, PROPERTIES_DIR, TEXT_POLICIES, default_k
+from recbole_saerec.settings import FUSIONS, JUDGE_BACKENDS, KEEP_RULE_NAMES, PROPERTIES_DIR, TEXT_POLICIES, default_k
 ANY = "any"
 PLAIN_NAME = "plain name"  # part of folder and file names: cli.plain_name_problem says what is allowed
 OPTIONAL = "optional"      # any value of the key's type, or ~ (off) although the default is set
@@ -73,7 +73,7 @@ RULES = {
     "intent_query_source": ("sequence", "embedding"),
     "item_intent_feature": ANY, "intent_check_encoder": ANY,
     "use_personal": ANY, "use_public": ANY,
-    "fusion": ("adaptive", "sum", "mean", "residual"),
+    "fusion": FUSIONS,
     "use_ema": ANY,
     "mask_history": (True, False),
     "resume_state": (True, False),
@@ -271,10 +271,22 @@ def _k_within_latents(final):
     return None
 
 
+# The plugin models that train with softmax cross-entropy over all items only (no BPR path).
+CE_ONLY_MODELS = ("SAERec", "GuidedRec", "CL4SRec", "DuoRec", "ICLRec", "ICSRec", "SASRecTextFeat")
+
+
+def _loss_the_model_has(final):
+    if final.get("model") in CE_ONLY_MODELS and final.get("loss_type") != "CE":
+        return (f"loss_type={final.get('loss_type')!r}: {final['model']} trains with softmax cross-entropy over "
+                "all items: set loss_type: CE.")
+    return None
+
+
 # (keys, check): checked when every key is in the config; the check returns a sentence naming the fix
 CROSS_RULES = [
     (("hidden_size", "n_heads"), _heads_divide_hidden),
     (("sae_n_latents", "sae_k"), _k_within_latents),
+    (("model", "loss_type"), _loss_the_model_has),
 ]
 
 

@@ -69,6 +69,12 @@ KEEP_RULES = {
 KEEP_RULE_NAMES = tuple(KEEP_RULES) + ("grounded", "grounded+yes", "grounded+probably", "grounded+maybe")
 
 
+# fusion: how SAERec mixes its branches (model/saerec.py); the user-dependent ones weigh each user's
+# branches differently ('sum' and 'mean' give every user the same weights)
+FUSIONS = ("adaptive", "sum", "mean", "residual")
+PER_USER_FUSIONS = ("adaptive", "residual")
+
+
 def default_k(source):
     """``sae_k: ~``: 15 active latents per text for review corpora (the paper), 8 for item text."""
     return 15 if source in ("reviews", "both") else 8

@@ -57,7 +57,8 @@ def test_any_model_against_a_reference_with_its_epoch_setup(tiny_root, tmp_path,
     assert set(rows) == {"PackedSASRec", "ICSRec", "PackedSASRec-plain"}
     assert all(r["reference"] == "PackedSASRec" for r in rows.values())
     assert float(rows["ICSRec"]["step_ratio_vs_ref"]) > 0 and float(rows["PackedSASRec-plain"]["step_ratio_vs_ref"]) > 0
-    assert float(rows["ICSRec"]["epoch_setup_s"]) > 0 and rows["PackedSASRec"]["epoch_setup_s"] == ""
+    # measured (a k-means on the tiny set may round to 0.0 s) for ICSRec only
+    assert float(rows["ICSRec"]["epoch_setup_s"]) >= 0 and rows["PackedSASRec"]["epoch_setup_s"] == ""
     saved = json.load(open(out / "speed.json"))
     assert saved["config"]["PackedSASRec-plain"]["pack_attention"] is False
     assert saved["config"]["PackedSASRec"]["pack_attention"] is True and saved["config"]["ICSRec"]["fused_ce"] is True

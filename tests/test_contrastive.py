@@ -172,8 +172,8 @@ def test_encode_many_equals_separate_calls(tiny_root):
     short, short_len = seq[:, :3], length.clamp_max(3)
     with torch.no_grad():
         a, b = model.encode_many((seq, length), (short, short_len))
-        assert torch.allclose(a, model.encode(seq, length, model.input_table()), atol=1e-6)
-        assert torch.allclose(b, model.encode(short, short_len, model.input_table()), atol=1e-6)
+        assert torch.allclose(a, model.forward(seq, length, model.input_table()), atol=1e-6)
+        assert torch.allclose(b, model.forward(short, short_len, model.input_table()), atol=1e-6)
 
 
 def test_duorec_loss_is_ce_plus_weighted_info_nce(tiny_root):
@@ -186,8 +186,8 @@ def test_duorec_loss_is_ce_plus_weighted_info_nce(tiny_root):
         loss = model.calculate_loss(batch)
         torch.manual_seed(11)
         positive = model.same_target.sample(seq, length, target)
-        h = model.encode(seq, length)
-        expected = F.cross_entropy(h @ model.item_embedding.weight.T, target) + 0.25 * C.info_nce(h, model.encode(*positive))
+        h = model.forward(seq, length)
+        expected = F.cross_entropy(h @ model.item_embedding.weight.T, target) + 0.25 * C.info_nce(h, model.forward(*positive))
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -205,7 +205,7 @@ def test_icsrec_loss_adds_the_intent_term_once_clusters_exist(tiny_root):
         after = model.calculate_loss(batch)
         torch.manual_seed(5)
         other = model.same_target.sample(seq, length, target)
-        h1, h2 = model.encode(seq, length), model.encode(*other)
+        h1, h2 = model.forward(seq, length), model.forward(*other)
         ce = F.cross_entropy(h1 @ model.item_embedding.weight.T, target)
         cicl = C.info_nce(h1, h2, labels=target)
         ficl = sum(C.info_nce(h, model.clustering.centroids(model.clustering.assign(h)),

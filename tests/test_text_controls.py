@@ -77,7 +77,7 @@ def test_textfeat_adds_the_projected_text_to_input_and_output_items(text_cfg):
     assert torch.equal(model.item_text[0], torch.zeros(model.item_text.shape[1]))  # padding: no text
     batch = next(iter(train))
     with torch.no_grad():
-        user = model.encode(batch["item_id_list"], batch["item_length"], table=table)
+        user = model.forward(batch["item_id_list"], batch["item_length"], table=table)
         expected = F.cross_entropy(user @ table.T, batch["item_id"])
         assert float(model.calculate_loss(batch)) == pytest.approx(float(expected), rel=1e-5)
         scores = model.full_sort_predict(next(iter(test))[0])

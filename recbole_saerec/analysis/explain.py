@@ -16,8 +16,8 @@ public intents shared by all users (EMA activation), each named by the items it 
 on (only the readable ones are printed; the hidden ones are counted), the intents that link the
 last items to the recommendations, and, for fusions that weigh users differently, the fusion
 weight of each branch. Everything intent-related is read from the model's own forward pass
-(``forward(..., return_details=True)``), never recomputed here; the scores are
-``user @ item_table.T`` from that same pass, i.e. ``full_sort_predict``.
+(``forward_details``), never recomputed here; the scores are ``user @ item_table.T`` from that
+same pass, i.e. ``full_sort_predict``.
 
 Library::
 
@@ -38,6 +38,7 @@ import torch
 from recbole_saerec.analysis.checkpoints import add_checkpoint_args, batches, load_model, test_rows
 from recbole_saerec.cli import UsageError, run_main
 from recbole_saerec.fileio import write_json_atomic
+from recbole_saerec.settings import PER_USER_FUSIONS  # printing a constant weight per user would say nothing
 from recbole_saerec.trainer import mask_seen_items
 
 
@@ -46,19 +47,13 @@ from recbole_saerec.trainer import mask_seen_items
 def scored_forward(model, interaction, config):
     """One forward pass: (scores [B, n_items], details from the model), ranked as the trainer's
     evaluation ranks: [PAD] at -inf, and the user's input-sequence items too under ``mask_history``."""
-    user, details = model.forward(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN],
-                                  return_details=True)
+    user, details = model.forward_details(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
     scores = user @ details["item_table"].T  # == full_sort_predict
     scores[:, 0] = -torch.inf  # as RecBole's full-sort evaluation
     return user, mask_seen_items(scores, interaction, config), details
 
 
 # ------------------------------------------------------------------------- explanations
-# Fusion rules whose branch weights depend on the user; 'mean' and 'sum' give every user the same
-# weights, so printing them would only repeat a constant.
-PER_USER_FUSIONS = ("adaptive", "residual")
-
-
 def intent_entry(model, row, labels=None, **extra):
     cat = model.intent_catalogue[row]
     entry = {"row": int(row), "latent_id": cat.get("latent_id"), "words": list(cat.get("words", [])),

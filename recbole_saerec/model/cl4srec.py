@@ -21,6 +21,8 @@ from recbole_saerec.model.contrastive import ContrastiveSASRec
 
 
 class CL4SRec(ContrastiveSASRec):
+    """SASRec-CE plus InfoNCE between two differently augmented views of each sequence (module docstring)."""
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.aug_ratios = {"crop": config["aug_crop_ratio"], "mask": config["aug_mask_ratio"],

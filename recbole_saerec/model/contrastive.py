@@ -250,8 +250,6 @@ class ContrastiveSASRec(PackedSASRec):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if self.loss_type != "CE":
-            raise ValueError(f"{type(self).__name__} trains with softmax cross-entropy over all items: set loss_type: CE.")
         self.cl_weight = config["cl_weight"]
         self.cl_temperature = config["cl_temperature"]
         self.cl_similarity = config["cl_similarity"]
@@ -267,7 +265,7 @@ class ContrastiveSASRec(PackedSASRec):
         """[(item_seq, item_seq_len), ...] -> one [B_i, d] state per batch (one encoder call)."""
         width = max(seq.shape[1] for seq, _ in batches)
         seqs = [F.pad(seq, (0, width - seq.shape[1])) for seq, _ in batches]
-        states = self.encode(torch.cat(seqs), torch.cat([length for _, length in batches]), table=self.input_table())
+        states = self.forward(torch.cat(seqs), torch.cat([length for _, length in batches]), table=self.input_table())
         return states.split([seq.shape[0] for seq, _ in batches])
 
     def rec_loss(self, user, interaction):

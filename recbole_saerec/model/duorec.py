@@ -16,6 +16,8 @@ from recbole_saerec.model.contrastive import ContrastiveSASRec, SameTargetSample
 
 
 class DuoRec(ContrastiveSASRec):
+    """SASRec-CE plus InfoNCE between a second dropout pass and a sequence with the same target (module docstring)."""
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         feat = dataset.inter_feat  # the training samples (RecBole's augmented prefixes)

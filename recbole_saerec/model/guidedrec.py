@@ -33,12 +33,13 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_guided
-from recbole_saerec.hardware import resolve_bf16
-from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy, pca_reduce
+from recbole_saerec.model.encoder import SequenceEncoder
+from recbole_saerec.model.layers import init_weights, pca_reduce
 
 
-class GuidedRec(SequentialRecommender):
-    """SASRec over [guided attribute blocks ; reduced base item embedding]."""
+class GuidedRec(SequenceEncoder, SequentialRecommender):
+    """SASRec over [guided attribute blocks ; reduced base item embedding]: ``item_table()`` is that refined
+    table (the sequence's input and the scores' output), and ``contributions`` splits each score by block."""
 
     needs_guided = True  # quick_start builds (or finds) the attribute vectors and sets guided_path first
 
@@ -46,24 +47,12 @@ class GuidedRec(SequentialRecommender):
         super().__init__(config, dataset)
 
         # --- load parameters -------------------------------------------------
-        self.n_layers = config["n_layers"]
         self.n_heads = config["n_heads"]
-        self.inner_size = config["inner_size"]
-        self.hidden_dropout_prob = config["hidden_dropout_prob"]
-        self.attn_dropout_prob = config["attn_dropout_prob"]
-        self.layer_norm_eps = config["layer_norm_eps"]
         self.initializer_range = config["initializer_range"]
         self.projection = config["guided_projection"]
         self.base_checkpoint = config["base_checkpoint"]
         self.base_reduction = config["base_reduction"]
-        self.pack_tokens = config["pack_tokens"]
-        self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
-        self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
-        self.bf16_ce = resolve_bf16(config["bf16_ce"] if "bf16_ce" in config else False, config["device"])
-        if config["loss_type"] != "CE":
-            raise ValueError("GuidedRec trains with softmax cross-entropy over all items: set loss_type: CE.")
-        if self.projection not in ("linear", "none") or self.base_reduction not in ("pca", "linear"):
-            raise ValueError("GuidedRec: guided_projection must be linear|none and base_reduction pca|linear.")
+        self.read_speed_switches(config)
 
         # --- guided attribute vectors (built offline, read from guided_path) ---
         tokens = list(dataset.field2id_token[dataset.iid_field][1:])
@@ -116,12 +105,7 @@ class GuidedRec(SequentialRecommender):
         else:
             self.base_map = None
             self.base_embedding = nn.Embedding(self.n_items, base_dim, padding_idx=0)
-        self.position_embedding = nn.Embedding(self.max_seq_length, d)
-        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        rand = config["cpu_rand_dropout"] if "cpu_rand_dropout" in config else False
-        self.dropout = Dropout(self.hidden_dropout_prob, rand)
-        self.blocks = BlockStack(self.n_layers, self.n_heads, d, self.inner_size, self.hidden_dropout_prob,
-                                 self.attn_dropout_prob, self.layer_norm_eps, rand)
+        self.init_sequence_encoder(config, d, item_embedding=False)  # the table is item_table()
 
         # --- initialise parameters -----------------------------------------------
         self.apply(self._init_weights)
@@ -165,30 +149,8 @@ class GuidedRec(SequentialRecommender):
         table = torch.cat(parts, dim=1)
         return table * (torch.arange(self.n_items, device=table.device) > 0).unsqueeze(1)  # [PAD] = 0
 
-    def user_and_table(self, item_seq, item_seq_len):
-        table = self.item_table()
-        user = encode_last(table, item_seq, item_seq_len, self.position_embedding, self.LayerNorm, self.dropout,
-                           self.blocks, self.pack_tokens, self.pack_attention)[0]
-        return user, table
-
     def contributions(self, user, table, items):
         """Score split by block: [B, K, n_blocks] for items [B, K]; sums to user . table[item]."""
         emb = table[items]  # [B, K, d]
         prod = user.unsqueeze(1) * emb
         return torch.stack([prod[..., s:e].sum(-1) for s, e in self.block_slices], dim=-1)
-
-    # ----------------------------------------------------------------- RecBole API
-    def forward(self, item_seq, item_seq_len):
-        return self.user_and_table(item_seq, item_seq_len)[0]
-
-    def calculate_loss(self, interaction):
-        user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
-
-    def predict(self, interaction):
-        user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return (user * table[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        user, table = self.user_and_table(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return user @ table.T

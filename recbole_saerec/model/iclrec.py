@@ -23,6 +23,9 @@ from recbole_saerec.model.contrastive import ContrastiveSASRec, EpochClusteringM
 
 
 class ICLRec(EpochClusteringMixin, ContrastiveSASRec):
+    """SASRec-CE plus an instance InfoNCE of two augmented views and an intent InfoNCE against each user's
+    k-means centroid, refitted every epoch (module docstring)."""
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.aug_ratios = {"crop": config["aug_crop_ratio"], "mask": config["aug_mask_ratio"],

@@ -22,6 +22,9 @@ from recbole_saerec.model.contrastive import ContrastiveSASRec, EpochClusteringM
 
 
 class ICSRec(EpochClusteringMixin, ContrastiveSASRec):
+    """SASRec-CE plus InfoNCE across subsequences with the same target, and against their k-means intent
+    centroids, refitted every epoch (module docstring)."""
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.false_negative_mask = config["false_negative_mask"]

@@ -1,4 +1,6 @@
-"""Transformer blocks shared by the plugin's models.
+"""Transformer blocks, token packing and the fused softmax CE shared by the plugin's models.
+
+The sequence encoder built from these blocks (SASRec's): :mod:`recbole_saerec.model.encoder`.
 
 Same math as RecBole's ``TransformerEncoder`` (post-LayerNorm BERT blocks, exact
 erf GELU, dropout on attention probabilities and on each sub-layer output), but
@@ -80,6 +82,8 @@ def init_weights(module, std):
 
 
 class FeedForward(nn.Module):
+    """Position-wise feed-forward (dense, GELU, dense) + dropout + residual + LayerNorm."""
+
     def __init__(self, hidden_size, inner_size, dropout, layer_norm_eps, cpu_rand_dropout=True):
         super().__init__()
         self.dense_1 = nn.Linear(hidden_size, inner_size)
@@ -154,6 +158,8 @@ class Block(nn.Module):
 
 
 class BlockStack(nn.Module):
+    """``n_layers`` blocks in a row (``layers.N....`` in the state dict)."""
+
     def __init__(self, n_layers, *block_args):
         super().__init__()
         self.layers = nn.ModuleList([Block(*block_args) for _ in range(n_layers)])
@@ -230,40 +236,6 @@ class Packer:
     def unpack(self, t):
         out = t.new_zeros(self.batch * self.max_len, t.shape[-1])
         return out.index_copy_(0, self.index, t).view(self.batch, self.max_len, -1)  # in place: no clone
-
-
-def trim_to_longest(item_seq, item_seq_len):
-    """Drop the all-padding tail columns of a right-padded batch.
-
-    A causal model's outputs at real positions do not depend on later columns,
-    so this is exact; it saves (50 - longest) / 50 of the work per batch.
-    """
-    longest = int(item_seq_len.max())
-    return item_seq[:, : max(longest, 1)]
-
-
-def encode_last(table, item_seq, item_seq_len, position_embedding, norm, dropout, stack, pack, group_attention=False):
-    """SASRec's sequence encoder, read at each sequence's last real position.
-
-    x = dropout(LayerNorm(table[items] + positions)); h = causal block stack over x.
-    Returns (h_last [B, d], x_last [B, d], last_item [B]). With ``pack`` the position-wise work
-    runs on the real tokens only (Packer), and with ``group_attention`` the attention too (per length
-    group); without it, on the padded [B, L, d] layout. All give the same values
-    (tests/test_speed_equivalence.py). Shared by PackedSASRec (and its subclasses), SAERec and GuidedRec.
-    """
-    item_seq = trim_to_longest(item_seq, item_seq_len)
-    if pack:
-        packer = Packer(item_seq_len, item_seq.shape[1], group_attention=group_attention)
-        items = item_seq.reshape(-1).index_select(0, packer.index)  # [N]
-        x = dropout(norm(table[items] + position_embedding(packer.positions)))
-        h = stack(x, causal=True, packer=packer)
-        return h[packer.last], x[packer.last], items[packer.last]
-    positions = torch.arange(item_seq.shape[1], device=item_seq.device)
-    x = dropout(norm(table[item_seq] + position_embedding(positions).unsqueeze(0)))
-    h = stack(x, causal=True)
-    last = (item_seq_len - 1).clamp(0, item_seq.shape[1] - 1)
-    rows = torch.arange(item_seq.shape[0], device=item_seq.device)
-    return h[rows, last], x[rows, last], item_seq[rows, last]
 
 
 def pca_reduce(x, n_components=None, variance=None):

@@ -37,6 +37,8 @@ def select_dimensions(vectors, popularity, d, rule, generator=None):
 
 
 class LLMInit(PackedSASRec):
+    """PackedSASRec whose item embeddings start from d selected dimensions of the items' text embeddings."""
+
     needs_item_text = True  # quick_start builds (or finds) the item-text vectors and sets item_text_path first
 
     def __init__(self, config, dataset):

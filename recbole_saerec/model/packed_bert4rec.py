@@ -21,6 +21,8 @@ from torch import nn
 
 
 class PackedBERT4Rec(BERT4Rec):
+    """RecBole's BERT4Rec with its CE loss computed on the real mask slots only (same loss and gradients)."""
+
     def calculate_loss(self, interaction):
         if self.loss_type != "CE":
             return super().calculate_loss(interaction)

@@ -43,10 +43,8 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from torch import nn
 
 from recbole_saerec.artefacts import load_artefacts, resolve_intent_dir
-from recbole_saerec.hardware import resolve_bf16
-from recbole_saerec.model.layers import BlockStack, Dropout, encode_last, init_weights, linear_cross_entropy
-
-FUSIONS = ("adaptive", "sum", "mean", "residual")
+from recbole_saerec.model.encoder import SequenceEncoder
+from recbole_saerec.model.layers import BlockStack, init_weights
 
 
 class _ItemMix(torch.autograd.Function):
@@ -66,20 +64,23 @@ class _ItemMix(torch.autograd.Function):
         return ctx.transposed @ grad, None, None, None
 
 
-class SAERec(SequentialRecommender):
+class SAERec(SequenceEncoder, SequentialRecommender):
+    """SASRec's encoder (the self branch) plus a personal and a public intent branch, fused per user.
+
+    ``forward`` returns the user vector; ``item_table()`` the item vectors it is scored against (the
+    embeddings plus the item-side intent feature); ``forward_details`` both, with the intents each
+    user retrieved and the fusion weights (what explain and steer show). The choices where the paper
+    is vague: the module docstring.
+    """
+
     needs_intents = True  # quick_start builds the artefacts first when they are missing
+    sequence_stack = "self_branch"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
 
         # --- load parameters -------------------------------------------------
-        self.n_layers = config["n_layers"]
-        self.n_heads = config["n_heads"]
         self.hidden_size = config["hidden_size"]
-        self.inner_size = config["inner_size"]
-        self.hidden_dropout_prob = config["hidden_dropout_prob"]
-        self.attn_dropout_prob = config["attn_dropout_prob"]
-        self.layer_norm_eps = config["layer_norm_eps"]
         self.initializer_range = config["initializer_range"]
         self.S = config["intents_retrieved"]
         self.ema_decay = config["ema_decay"]
@@ -91,18 +92,8 @@ class SAERec(SequentialRecommender):
         self.intent_query_source = config["intent_query_source"]
         self.item_intent_feature = config["item_intent_feature"]
         self.autocast_bf16 = config["autocast_bf16"]
-        self.pack_tokens = config["pack_tokens"] if "pack_tokens" in config else False
-        self.pack_attention = config["pack_attention"] if "pack_attention" in config else False
-        self.fused_ce = config["fused_ce"] if "fused_ce" in config else False
-        self.bf16_ce = resolve_bf16(config["bf16_ce"] if "bf16_ce" in config else False, config["device"])
-        self.compile = config["compile"] if "compile" in config else False
-        if config["loss_type"] != "CE":
-            raise ValueError("SAERec trains with softmax cross-entropy over all items: set loss_type: CE.")
-        for key, value, allowed in (("fusion", self.fusion, FUSIONS),
-                                    ("intent_query", self.intent_query, ("sequence", "last_item")),
-                                    ("intent_query_source", self.intent_query_source, ("sequence", "embedding"))):
-            if value not in allowed:
-                raise ValueError(f"SAERec: {key}='{value}' is not one of {allowed}.")
+        self.compile = config["compile"]
+        self.read_speed_switches(config)
 
         # --- intents (offline artefacts) -------------------------------------
         iid_field = dataset.iid_field
@@ -133,16 +124,10 @@ class SAERec(SequentialRecommender):
 
         # --- define layers and loss --------------------------------------------
         d = self.hidden_size
-        rand = config["cpu_rand_dropout"] if "cpu_rand_dropout" in config else False
-        block_args = (self.n_heads, d, self.inner_size, self.hidden_dropout_prob, self.attn_dropout_prob,
-                      self.layer_norm_eps, rand)
-        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
-        self.position_embedding = nn.Embedding(self.max_seq_length, d)
-        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
-        self.dropout = Dropout(self.hidden_dropout_prob, rand)
-        self.self_branch = BlockStack(self.n_layers, *block_args)
+        self.init_sequence_encoder(config, d)  # item and position embeddings, LayerNorm, dropout, self_branch
         self.intent_map = nn.Linear(arte.dim, d, bias=False)  # W_map
         n_intent_layers = config["intent_layers"]
+        block_args = self.block_args(config, d)
         self.personal_branch = BlockStack(n_intent_layers, *block_args) if self.use_personal else None
         self.public_branch = BlockStack(n_intent_layers, *block_args) if self.use_public else None
         self.branch_names = ["self"] + (["personal"] if self.use_personal else []) + (
@@ -181,11 +166,14 @@ class SAERec(SequentialRecommender):
         self.item_intent_weight = dense.gather(1, top)
         self._mix_transposed = None
 
-    def item_table(self, intents):
+    def item_table(self, intents=None):
         """Item embeddings used for both the input sequence and the output scores.
 
-        The feature is sum_r a_ir q_(j_ir) over each item's top-r intents (:class:`_ItemMix`)."""
+        The feature is sum_r a_ir q_(j_ir) over each item's top-r intents (:class:`_ItemMix`), q the
+        projected intents (``intents``; default :meth:`projected_intents`)."""
         table = self.item_embedding.weight
+        if intents is None:
+            intents = self.projected_intents()
         if self.item_intent_feature:
             index, weight = self.item_intent_index, self.item_intent_weight
             if self._mix_transposed is None or self._mix_transposed.device != index.device:
@@ -218,20 +206,38 @@ class SAERec(SequentialRecommender):
         return source.topk(self.S).indices
 
     # ----------------------------------------------------------------- forward
-    def forward(self, item_seq, item_seq_len, return_details=False):
-        with torch.autocast(item_seq.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            out = self._run(item_seq, item_seq_len, return_details)
-        if return_details:
-            return out[0].float(), out[1]
-        return out.float()
-
-    def _forward(self, item_seq, item_seq_len, return_details):
-        with torch.autocast(item_seq.device.type, enabled=False):  # small, once per forward: keep fp32
+    def intents_and_table(self):
+        """(projected intents [m, d], item table [n_items, d]): once per pass, in fp32 (small; outside autocast)."""
+        with torch.autocast(self.intent_vectors.device.type, enabled=False):
             intents = self.projected_intents()
-            table = self.item_table(intents)
-        h_base, x_last, last_item = encode_last(table, item_seq, item_seq_len, self.position_embedding,
-                                                self.LayerNorm, self.dropout, self.self_branch, self.pack_tokens,
-                                                self.pack_attention)
+            return intents, self.item_table(intents)
+
+    def user_and_table(self, item_seq, item_seq_len):
+        """(user vectors [B, d], item table [n_items, d]) of one pass: score = user @ table.T."""
+        intents, table = self.intents_and_table()
+        return self.forward(item_seq, item_seq_len, intents, table), table
+
+    def forward(self, item_seq, item_seq_len, intents=None, table=None):
+        """The user vectors [B, d]; ``intents`` and ``table``: this pass's :meth:`intents_and_table`."""
+        if intents is None:
+            intents, table = self.intents_and_table()
+        return self._outputs(item_seq, item_seq_len, intents, table)[0]
+
+    def forward_details(self, item_seq, item_seq_len):
+        """(user [B, d], details) of one pass: ``item_table``, the retrieved ``personal_idx`` [B, S] and their
+        cosine ``personal_scores``, the ``public_idx`` [S], the ``fusion_weights`` [B, n_branches] and the
+        ``branch_names`` (what explain and steer read; the scores are ``user @ item_table.T``)."""
+        intents, table = self.intents_and_table()
+        user, details = self._outputs(item_seq, item_seq_len, intents, table)
+        return user, dict(details, item_table=table)
+
+    def _outputs(self, item_seq, item_seq_len, intents, table):
+        with torch.autocast(item_seq.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            user, details = self._run(item_seq, item_seq_len, intents, table)
+        return user.float(), details
+
+    def _forward(self, item_seq, item_seq_len, intents, table):
+        h_base, x_last, last_item = self.encode_sequence(table, item_seq, item_seq_len)
         query_in = (h_base if self.intent_query_source == "sequence" else x_last).unsqueeze(1)
 
         retrieval_query = h_base if self.intent_query == "sequence" else table[last_item]
@@ -250,12 +256,8 @@ class SAERec(SequentialRecommender):
         user, weights = self.fuse(stacked)
         if not self.training:
             self.log_fusion(weights.detach().float())
-        if not return_details:
-            return user
-        return user, {
-            "personal_idx": personal_idx, "personal_scores": personal_scores.float(), "public_idx": public_idx,
-            "fusion_weights": weights.float(), "branch_names": self.branch_names, "item_table": table.float(),
-        }
+        return user, {"personal_idx": personal_idx, "personal_scores": personal_scores.float(),
+                      "public_idx": public_idx, "fusion_weights": weights.float(), "branch_names": self.branch_names}
 
     def fuse(self, stacked):
         """[B, n_branches, d] -> (user [B, d], per-branch weights [B, n_branches]); see `fusion`."""
@@ -294,16 +296,3 @@ class SAERec(SequentialRecommender):
             stats["fusion_entropy"] = float(acc[-3] / n_users)
             stats["fusion_collapsed_share"] = float(acc[-2] / n_users)
         return stats
-
-    def calculate_loss(self, interaction):
-        item_seq = interaction[self.ITEM_SEQ]
-        user, details = self.forward(item_seq, interaction[self.ITEM_SEQ_LEN], return_details=True)
-        return linear_cross_entropy(user, details["item_table"], interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
-
-    def predict(self, interaction):
-        user, details = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], return_details=True)
-        return (user * details["item_table"][interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        user, details = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], return_details=True)
-        return user @ details["item_table"].T

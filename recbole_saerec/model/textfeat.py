@@ -13,17 +13,17 @@ import torch
 from torch import nn
 
 from recbole_saerec.artefacts import load_item_text
-from recbole_saerec.model.layers import init_weights, linear_cross_entropy
+from recbole_saerec.model.layers import init_weights
 from recbole_saerec.model.packed_sasrec import PackedSASRec
 
 
 class SASRecTextFeat(PackedSASRec):
+    """PackedSASRec whose item vectors add W t_i, a learned map of each item's frozen text embedding."""
+
     needs_item_text = True  # quick_start builds (or finds) the item-text vectors and sets item_text_path first
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if self.loss_type != "CE":
-            raise ValueError("SASRecTextFeat trains with softmax cross-entropy over all items: set loss_type: CE.")
         tokens = list(dataset.field2id_token[dataset.iid_field][1:])
         vectors, _ = load_item_text(config["item_text_path"], config["dataset"], tokens)
         self.register_buffer("item_text", torch.cat([torch.zeros(1, vectors.shape[1]), vectors]))  # row 0: padding
@@ -31,21 +31,6 @@ class SASRecTextFeat(PackedSASRec):
         init_weights(self.text_map, self.initializer_range)  # drawn after PackedSASRec's own parameters
 
     def item_table(self):
+        """Input and output item vectors: the learned embedding plus the projected text (SequenceEncoder
+        reads the sequence with it, and the loss and the scores use it)."""
         return self.item_embedding.weight + self.text_map(self.item_text)
-
-    def forward(self, item_seq, item_seq_len):
-        return self.encode(item_seq, item_seq_len, table=self.item_table())
-
-    def calculate_loss(self, interaction):
-        table = self.item_table()
-        user = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], table=table)
-        return linear_cross_entropy(user, table, interaction[self.POS_ITEM_ID], self.fused_ce, bf16=self.bf16_ce)
-
-    def predict(self, interaction):
-        table = self.item_table()
-        user = self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], table=table)
-        return (user * table[interaction[self.ITEM_ID]]).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        table = self.item_table()
-        return self.encode(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], table=table) @ table.T

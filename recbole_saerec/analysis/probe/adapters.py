@@ -96,7 +96,8 @@ class Adapter:
 
 
 class SequentialAdapter(Adapter):
-    """``forward(item_seq, item_seq_len)`` -> [B, d] (or ``(rep, details)`` as SAERec returns)."""
+    """``forward(item_seq, item_seq_len)`` -> [B, d], scored against ``item_embedding`` or, for the plugin's
+    models, the table their ``user_and_table`` scores against (SAERec's intent feature, GuidedRec's blocks ...)."""
 
     family, method = "sequential", "forward"
 
@@ -108,13 +109,11 @@ class SequentialAdapter(Adapter):
                 f"full_sort_predict; add an adapter in recbole_saerec/analysis/probe/adapters.py).")
 
     def item_matrix(self, interaction):
-        forward = self.model.forward
-        details = {"return_details": True} if "return_details" in inspect.signature(forward).parameters else {}
+        if not hasattr(self.model, "user_and_table"):
+            return super().item_matrix(interaction)
         with torch.no_grad():
-            out = forward(interaction[self.model.ITEM_SEQ], interaction[self.model.ITEM_SEQ_LEN], **details)
-        if isinstance(out, tuple) and isinstance(out[1], dict) and "item_table" in out[1]:
-            return out[1]["item_table"].detach()  # SAERec scores against a computed item table
-        return super().item_matrix(interaction)
+            return self.model.user_and_table(interaction[self.model.ITEM_SEQ],
+                                             interaction[self.model.ITEM_SEQ_LEN])[1].detach()
 
 
 class UserEmbeddingAdapter(Adapter):

@@ -12,6 +12,7 @@ from recbole_saerec.experiments.benchmark.records import (RUNS, epoch_seconds, f
                                                           run_seconds, write_json_atomic)
 from recbole_saerec.experiments.benchmark.stats import against_references, metric_keys, significance, summarize
 from recbole_saerec.fileio import atomic_path
+from recbole_saerec.settings import PER_USER_FUSIONS  # a section of weights every user shares would say nothing
 
 # A run in flight says so in its folder from its first second (its resume state exists only after its
 # first epoch): the runner writes this file there before training and removes it once the run is recorded.
@@ -232,10 +233,6 @@ def write_curves(path, records):
             for h in r.get("history") or []:
                 w.writerow([r["variant"], r["seed"], h["epoch"] + 1] + [h.get(k, "") for k in keys])
 
-
-# Fusion rules whose branch weights depend on the user; 'mean' and 'sum' weigh every user alike, so a
-# section of their weights would report a constant.
-PER_USER_FUSIONS = ("adaptive", "residual")
 
 
 def fusion_lines(records):

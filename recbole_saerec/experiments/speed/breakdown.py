@@ -83,12 +83,7 @@ def matmul_peak(dtype, n=1024, reps=3):
 
 def user_and_table(model, batch):
     """The user vectors (encoder output) and the scored table, as the model's loss computes them."""
-    seq, length = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
-    if hasattr(model, "projected_intents"):  # SAERec
-        user, details = model.forward(seq, length, return_details=True)
-        return user, details["item_table"]
-    table = model.item_table() if hasattr(model, "item_table") else model.item_embedding.weight
-    return model.encode(seq, length, table=table), table
+    return model.user_and_table(batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN])
 
 
 def step_parts(model, optimizer, batches):
@@ -100,7 +95,7 @@ def step_parts(model, optimizer, batches):
     if hasattr(model, "projected_intents"):
         def table(_):
             with torch.no_grad():
-                model.item_table(model.projected_intents())
+                model.item_table()
         parts["item table"] = cpu_ms(table, n)
 
     def encoder(i):
