@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny RecBole dataset and hand-made intent artefacts, written per test session."""
 import os
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -66,6 +67,16 @@ def write_fake_intents(intent_dir, dataset="tiny", n_items=N_ITEMS, m=N_INTENTS,
     save_artefacts(intent_dir, fingerprint, vectors, torch.arange(vectors.shape[0]), tokens, indices, values,
                    catalogue)
     return intent_dir
+
+
+@pytest.fixture(autouse=True)
+def plain_command_line(monkeypatch):
+    """Every test sees the command line of a plain script, not pytest's.
+
+    RecBole's Config reads sys.argv: pytest's own flags (``-k clean``, ``--tb=short``) were warned about,
+    and any ``--opt=value`` became a config key of every Config a test built.
+    """
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Atomic-file validation (issue 17): every silently-wrong input gives file:line, before RecBole reads it."""
+"""Atomic-file validation: every silently-wrong input gives file:line, before RecBole reads it."""
 import os
 
 import pytest
@@ -6,6 +6,7 @@ import pytest
 from conftest import base_config, write_tiny_dataset
 from recbole_saerec.config import Config
 from recbole_saerec.data import AtomicFileError, check_atomic_files
+from recbole_saerec.data.check import check_atomic_file
 from recbole_saerec.quick_start import prepare
 
 
@@ -25,9 +26,13 @@ def config(root, **overrides):
     return Config(model="SASRec", dataset="tiny", config_dict=base_config(root, **overrides))
 
 
-def test_clean_file_passes(tmp_path):
-    root, _ = dataset_with(tmp_path, lambda lines: lines)
-    check_atomic_files(config(root))
+def test_clean_file_passes(tmp_path, caplog):
+    root, path = dataset_with(tmp_path, lambda lines: lines)
+    assert check_atomic_files(config(root)) is None and not caplog.records  # no error, no warning
+    with open(path, encoding="utf-8") as f:
+        n_lines = sum(1 for _ in f) - 1
+    assert check_atomic_file(path, config(root))["rows"] == n_lines and not check_atomic_file(
+        path, config(root))["exact_duplicates"]
 
 
 @pytest.mark.parametrize("line,fragment", [

@@ -124,6 +124,7 @@ def asha_sweep(local_ray, tune_data, tmp_path_factory):
     return summary, tmp
 
 
+@pytest.mark.slow  # a local Ray cluster
 def test_trials_ran_and_asha_stopped_the_bad_one(asha_sweep):
     summary, tmp = asha_sweep
     rows = {r["learning_rate"]: r for r in summary["rows"]}
@@ -145,6 +146,7 @@ def test_trials_ran_and_asha_stopped_the_bad_one(asha_sweep):
     assert test["valid"]["ndcg@10"] == pytest.approx(summary["best"]["valid_ndcg@10"], abs=1e-4)
 
 
+@pytest.mark.slow  # a local Ray cluster
 def test_best_yaml_reproduces_the_validation_score(asha_sweep, tmp_path):
     summary, tmp = asha_sweep
     best_yaml = str(tmp / "out" / "best.yaml")
@@ -160,6 +162,7 @@ def test_best_yaml_reproduces_the_validation_score(asha_sweep, tmp_path):
     assert result["best_valid_score"] == pytest.approx(summary["best"]["valid_ndcg@10"], abs=1e-4)
 
 
+@pytest.mark.slow  # a local Ray cluster
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, tune_data, tmp_path):
     root, config_file = tune_data
     space = write_space(tmp_path / "space.yaml", "sae_k: {grid: [2, 3]}\n")

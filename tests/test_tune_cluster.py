@@ -1,4 +1,4 @@
-"""Sweeps past one machine (issue 18): a real two-node Ray cluster, and the GPUs Ray assigns to trials.
+"""Sweeps past one machine: a real two-node Ray cluster, and the GPUs Ray assigns to trials.
 
 `test_sweep_on_a_two_node_cluster`: `ray start --head` and `ray start --address=...` on
 127.0.0.1 (one CPU each, their own temp dir and ports), then `python -m recbole_saerec.experiments.tune
@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_tune import write_tune_inputs  # noqa: E402
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # Ray clusters started and stopped by the tests
 RAY_CLI = os.path.join(os.path.dirname(sys.executable), "ray")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N_USERS = 300      # epochs long enough (~1 s) for the test to see a report before the trial ends
