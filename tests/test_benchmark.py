@@ -281,6 +281,32 @@ def test_search_selects_on_valid_and_reuses_the_first_seed(tiny_root, tmp_path, 
         assert json.load(f)["selected_on"] == "valid"
 
 
+def test_two_calls_share_one_search_through_search_candidates(tiny_root, tmp_path, monkeypatch):
+    """--search_candidates: each call trains its candidates and selects nothing until all have records."""
+    valid = {0.0005: 0.30, 0.002: 0.50, 0.003: 0.40}
+    calls = []
+
+    def fake_execute(self, run_id, variant, seed, cfg):
+        calls.append(run_id)
+        record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
+                  "best_valid_score": valid[cfg["learning_rate"]], "valid_metric": "NDCG@10",
+                  "test_result": {"ndcg@10": 0.1}, "seconds": 1.0, "best_epoch": 1, "spec_hash": "x"}
+        benchmark.write_json_atomic(self.run_path(run_id), record)
+        return record, True
+
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+    variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {},
+               "search": [{"learning_rate": 0.0005}, {"learning_rate": 0.002}, {"learning_rate": 0.003}]}
+    out = str(tmp_path / "out")
+    first = benchmark.Benchmark("tiny", [variant], [5], out, search=True, search_candidates=[0, 2])
+    assert first.select(variant) == (None, None)  # candidate 1 has no record: no pick yet
+    assert calls == ["Toy@cand0__seed5", "Toy@cand2__seed5"]
+    assert not os.path.isfile(os.path.join(first.runs_dir, "Toy.search.json"))
+    second = benchmark.Benchmark("tiny", [variant], [5], out, search=True, search_candidates=[1])
+    assert second.select(variant) == ({"learning_rate": 0.002}, 1)  # all three have records now
+    assert calls[2:] == ["Toy@cand0__seed5", "Toy@cand1__seed5", "Toy@cand2__seed5"]  # (this fake reruns all)
+
+
 def fake_resumable_execute(valid, calls):
     """Benchmark.execute without training: a run's record (its test score = its lr) unless it finished before."""
     def execute(self, run_id, variant, seed, cfg):

@@ -269,7 +269,9 @@ class ItemText:
     def title(self, token):
         row = self.rows.get(str(token))
         if row and self.title_field and row.get(self.title_field, "").strip():
-            return row[self.title_field].strip()
+            from recbole_saerec.intents.corpus import clean_value
+
+            return clean_value(row[self.title_field]) or str(token)  # as the corpus reads it: "&amp;" -> "&"
         return str(token)
 
     def field(self, token, name):

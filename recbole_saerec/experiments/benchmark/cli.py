@@ -58,6 +58,9 @@ def parse_args(argv=None):
     p.add_argument("--search", default="off", choices=["on", "off"],
                    help="on: run the variants' valid-selected searches (each candidate is one more run, announced "
                         "with its count before training); off (default): each variant's own settings")
+    p.add_argument("--search_candidates", default=None,
+                   help="train only these search candidates (0-based indices, e.g. '0,2') and select nothing "
+                        "until every candidate has a record: two processes can share one search")
     p.add_argument("--search_seed", type=int, default=None,
                    help="the seed whose VALID the searches select on (default --seed_base), also when --seeds "
                         "lists other seeds only: adding seeds to a searched table reuses its search")
@@ -136,7 +139,9 @@ def main(argv=None):
                       budget_epochs=args.budget_epochs, work_dir=args.work_dir, search=args.search == "on",
                       keep_checkpoints=args.keep_checkpoints, machine_label=args.machine, fail_fast=args.fail_fast,
                       registry=registry, bars={"on": True, "off": False}.get(args.bars, sys.stderr.isatty()),
-                      search_seed=args.seed_base if args.search_seed is None else args.search_seed)
+                      search_seed=args.seed_base if args.search_seed is None else args.search_seed,
+                      search_candidates=None if args.search_candidates is None
+                      else [int(k) for k in args.search_candidates.split(",") if k.strip()])
     if not args.report_only:
         log(f"{args.dataset}: {len(variants)} models x {len(seeds)} seeds {seeds} -> {bench.out_dir}")
         with cli.recbole_cmd_line({}):  # every config key reaches the runs as cli_config, none via sys.argv

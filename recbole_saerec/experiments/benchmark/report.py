@@ -260,31 +260,65 @@ def fusion_lines(records):
             "| mean of the last 10 epochs | entropy | users > 0.9 |", "|---|---|---|---|---|---|---|---|"] + rows
 
 
-def plot(path, summary, dataset, title_note=""):
+PUBLISHED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))),
+                         "properties", "published", "figures.yaml")
+ROLE_COLOURS = {"ours": "#1b7837", "ablation": "#a6dba0", "baseline": "#7b3294"}
+
+
+def published_figures(dataset):
+    """{row name: {metric: value, 'source': text}} of the published figures for `dataset` (figures.yaml)."""
+    import yaml
+
+    with open(PUBLISHED, encoding="utf-8") as f:
+        table = yaml.safe_load(f)
+    sources = table.get("sources", {})
+    return {name: dict(entry, source=sources.get(entry.get("source"), entry.get("source")))
+            for name, entry in (table.get(dataset) or {}).items()}
+
+
+def plot(path, summary, dataset, title_note="", roles=None, metrics=("hit@10", "ndcg@10")):
+    """One panel per metric, one horizontal bar per row sorted by the first metric; the spread over
+    seeds where there are several; SASRec-CE (else SASRec) as a reference line; the published
+    figure of a row, where there is one (properties/published/figures.yaml), as a black diamond."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = list(summary)
-    metrics = list(next(iter(summary.values())))
-    width = 0.8 / max(len(variants), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(metrics) + 0.25 * len(variants)), 4))
-    x = np.arange(len(metrics))
-    any_bar = False
-    for i, v in enumerate(variants):
-        means = [summary[v][m][0] for m in metrics]
-        # one seed has no spread: a zero-width bar would claim a certainty the table does not have
-        spread = summary[v][metrics[0]][2] > 1 and any(summary[v][m][1] > 0 for m in metrics)
-        any_bar |= spread
-        ax.bar(x + (i - (len(variants) - 1) / 2) * width, means, width,
-               yerr=[summary[v][m][1] for m in metrics] if spread else None, capsize=2,
-               label=v if summary[v][metrics[0]][2] > 1 else f"{v} (1 seed)",
-               color=plt.cm.tab20(i % 20))  # the default cycle repeats after 10 models
-    ax.set_xticks(x, [label(m) for m in metrics])
-    ax.set_ylabel("test, mean ± std over seeds" if any_bar else "test (one seed per model: no error bars)")
-    ax.set_title(f"{dataset}: full ranking, leave-one-out\n{title_note}", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+    metrics = [m for m in metrics if m in next(iter(summary.values()))]
+    order = sorted(summary, key=lambda v: summary[v][metrics[0]][0])
+    published = published_figures(dataset)
+    reference = reference_of(summary)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 1.2 + 0.24 * len(order)), sharey=True)
+    axes = np.atleast_1d(axes)
+    y = np.arange(len(order))
+    for ax, metric in zip(axes, metrics):
+        means = [summary[v][metric][0] for v in order]
+        # one seed has no spread: no error bar (a zero-width one would claim a certainty the table lacks)
+        errs = [summary[v][metric][1] if summary[v][metric][2] > 1 else float("nan") for v in order]
+        colours = [ROLE_COLOURS.get((roles or {}).get(v), "#999999") for v in order]
+        ax.barh(y, means, xerr=errs, color=colours, height=0.7, capsize=2, error_kw={"lw": 0.8})
+        if reference:
+            ax.axvline(summary[reference][metric][0], color="black", lw=0.8, ls="--")
+        marks = [(i, published[v][metric]) for i, v in enumerate(order) if metric in published.get(v, {})]
+        if marks:
+            ax.scatter([m[1] for m in marks], [m[0] for m in marks], marker="D", s=18, color="black", zorder=3)
+        ax.set_xlabel(f"test {label(metric)}")
+        lo = min(means + [m[1] for m in marks])
+        ax.set_xlim(left=max(0.0, lo * 0.85))
+        ax.grid(axis="x", lw=0.3)
+    axes[0].set_yticks(y, [v if summary[v][metrics[0]][2] > 1 else f"{v} (1 seed)" for v in order], fontsize=7)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=r) for r, c in ROLE_COLOURS.items() if r in set((roles or {}).values())]
+    if reference:
+        handles.append(Line2D([], [], color="black", ls="--", lw=0.8, label=reference))
+    if any(v in published for v in order):
+        handles.append(Line2D([], [], marker="D", color="black", ls="", label="published figure"))
+    axes[-1].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.suptitle(f"{dataset}: full ranking, seen items masked, leave-one-out; bars = mean over seeds (± std)\n"
+                 f"{title_note}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -332,7 +366,8 @@ def report(out_dir, dataset, variant_names=None, registry=None, ours="SAERec"):
     capped = sum(at_cap(r) for r in records)
     plot(os.path.join(out_dir, "results.png"), summary, dataset,
          f"{epochs_cap(records)} per run"
-         + (f"; NOT CONVERGED ({capped} of {len(records)} runs at the cap)" if capped else ""))
+         + (f"; NOT CONVERGED ({capped} of {len(records)} runs at the cap)" if capped else ""),
+         roles={r["variant"]: r.get("role") for r in records})
     return {"records": records, "summary": summary, "significance": sig, "against": against}
 
 

@@ -122,7 +122,7 @@ def resolve_work_dir(work_dir, dataset):
 class Benchmark:
     def __init__(self, dataset, variants, seeds, out_dir, config_files=None, cli_config=None,
                  budget_epochs=None, work_dir=None, search=True, keep_checkpoints=True, machine_label=None,
-                 fail_fast=False, registry=None, search_seed=None, bars=False):
+                 fail_fast=False, registry=None, search_seed=None, bars=False, search_candidates=None):
         self.dataset, self.variants, self.seeds = dataset, variants, list(seeds)
         # The searches select on this seed's VALID, whatever seeds this call trains: a call that adds
         # seeds 2021-2022 to a table searched on 2020 reuses that search instead of searching again.
@@ -135,6 +135,9 @@ class Benchmark:
         self.budget_epochs = budget_epochs
         self.work_dir = resolve_work_dir(work_dir, dataset)
         self.search, self.keep_checkpoints, self.fail_fast = search, keep_checkpoints, fail_fast
+        # Only these search candidates train in this call (two CPU slots can share one search: each
+        # trains some candidates; a later call without the restriction selects and trains the seeds).
+        self.search_candidates = None if search_candidates is None else set(search_candidates)
         # Where and with which code the runs were made, taken once at start: the commit named in every
         # record is the code this process runs, even when the checkout moves on while it trains.
         self.env = run_environment(label=machine_label)
@@ -338,12 +341,16 @@ class Benchmark:
         if not (self.search and variant.get("search")):
             return {}, None
         seed = self.search_seed
-        scores, own = [], None
+        scores, own, waiting = [], None, []
         for k, candidate in enumerate(variant["search"]):
             run_id, cfg = f"{variant['name']}@cand{k}__seed{seed}", self.config_dict(variant, seed, candidate)
             if own is None and self.changes_nothing(variant, seed, candidate):
                 own, cfg = k, self.config_dict(variant, seed)
                 self.adopt_first_seed_run(variant, seed, run_id)
+            if self.search_candidates is not None and k not in self.search_candidates \
+                    and not os.path.isfile(self.run_path(run_id)):
+                waiting.append(k)  # another call trains it (--search_candidates)
+                continue
             if not os.path.isfile(self.run_path(run_id)):
                 log(f"search {variant['name']} candidate {k + 1}/{len(variant['search'])} {candidate} on seed "
                     f"{seed}: {self.eta_text(variant)}")
@@ -351,6 +358,10 @@ class Benchmark:
             scores.append(record["best_valid_score"])
             log(f"search {variant['name']} candidate {k} {candidate}: valid {record['valid_metric']} = "
                 f"{record['best_valid_score']:.4f}" + ("" if fresh else " (finished before)"))
+        if waiting:
+            log(f"search {variant['name']}: candidates {waiting} have no record yet (another call trains them): "
+                f"no selection; rerun without --search_candidates once they have finished")
+            return None, None
         best = int(np.argmax(scores))
         choice = {"variant": variant["name"], "selected_on": "valid", "seed": seed, "candidates": variant["search"],
                   "valid_scores": scores, "selected": best, "selected_config": variant["search"][best]}
@@ -462,6 +473,9 @@ class Benchmark:
                 if self.fail_fast:
                     raise
                 log(f"FAILED search of {variant['name']}: {type(err).__name__}: {err}")
+                done += len(self.seeds)
+                continue
+            if chosen is None:  # the search is not complete yet: nothing to train at its pick
                 done += len(self.seeds)
                 continue
             if chosen and variant.get("keep_own_as"):
