@@ -1,13 +1,19 @@
-"""Every command the docs give runs as written: its module exists and takes each flag it is given.
+"""Every command, link and name the docs give resolves: README.md and every page under docs/.
 
-The commands are the ``python -m recbole_saerec...`` and ``run_recbole_saerec.py`` lines of README.md
-and every page under docs/ (code blocks, with their continuation lines, and inline code). Each module
-is asked for its ``--help`` once; a flag passes when that help lists it, or, for the commands that
-take config keys as ``--key=value``, when it is a config key the plugin or RecBole knows (or a label
-setting of explain / steer). Placeholders (``<id>``, ``...``, ``[optional]`` brackets) are fine.
+Commands: the ``python -m recbole_saerec...`` and ``run_recbole_saerec.py`` lines (code blocks, with
+their continuation lines, and inline code) run as written: each module is asked for its ``--help``
+once; a flag passes when that help lists it, or, for the commands that take config keys as
+``--key=value``, when it is a config key the plugin or RecBole knows (or a label setting of explain /
+steer). Placeholders (``<id>``, ``...``, ``[optional]`` brackets) are fine.
+
+Links and names: every relative link (``[text](path)``, images too) points at a file or folder that
+exists; every ``recbole_saerec.<module>[.<name>]`` in inline code imports; every repository path in
+inline code (``docs/...``, ``tests/...``, ``recbole_saerec/...`` or a package folder such as
+``intents/...``) exists. Outputs a command writes are named with a placeholder or in a code block.
 """
 import functools
 import glob
+import importlib
 import os
 import re
 import shlex
@@ -52,7 +58,8 @@ def doc_commands():
             for line in _logical_lines(f.read()):
                 line = line.split(" # ")[0].split("  #")[0].strip()  # a trailing comment
                 for part in re.split(r"\s*(?:&&|;|\|\|?)\s*", line):
-                    if re.search(r"python(?:3)? -m recbole_saerec\b|" + re.escape(RUNNER), part):
+                    # a command, not an error message quoting one ("python -m recbole_saerec.x: error: ...")
+                    if re.search(r"(?:python(?:3)? -m recbole_saerec[\w.{},]*|" + re.escape(RUNNER) + r")(?:\s|$)", part):
                         # 'recbole_saerec.analysis.{explain,steer}' names each module
                         brace = re.search(r"\{([\w,]+)\}", part)
                         for alt in brace.group(1).split(",") if brace else [None]:
@@ -132,3 +139,72 @@ def test_every_flag_of_a_doc_command_is_taken(page, command):
             continue
         wrong.append(f"--{flag}")
     assert not wrong, f"{page}: `{command}`: {module} takes no {', '.join(wrong)}"
+
+
+# ----------------------------------------------------------------------------- links and names
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+REPO_ROOTS = ("docs/", "tests/", "scripts/", "recbole_saerec/", ".ci/")
+PACKAGE = os.path.join(REPO, "recbole_saerec")
+PACKAGE_FOLDERS = tuple(f"{d}/" for d in sorted(os.listdir(PACKAGE)) if os.path.isfile(os.path.join(PACKAGE, d, "__init__.py"))
+                        or d == "properties")
+
+
+def _prose(path):
+    """A page without its fenced code blocks (commands and their outputs live there)."""
+    with open(path, encoding="utf-8") as f:
+        return re.sub(r"^```.*?^```", "", f.read(), flags=re.S | re.M)
+
+
+def broken_links():
+    out = []
+    for path in DOCS:
+        for target in LINK.findall(_prose(path)):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):  # a URL, mailto:, an anchor
+                continue
+            if not os.path.exists(os.path.join(os.path.dirname(path), target.split("#")[0])):
+                out.append(f"{os.path.relpath(path, REPO)}: ({target})")
+    return out
+
+
+def _resolves(dotted):
+    """``recbole_saerec.a.b.name``: the longest prefix that is a module imports, and the rest are its attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        base = os.path.join(REPO, *parts[:i])
+        if os.path.isfile(base + ".py") or os.path.isfile(os.path.join(base, "__init__.py")):
+            obj = importlib.import_module(".".join(parts[:i]))
+            return all(hasattr(obj := getattr(obj, a, None), "__name__") or obj is not None for a in parts[i:])
+    return False
+
+
+def broken_names():
+    out = []
+    for path in DOCS:
+        for dotted in re.findall(r"`(recbole_saerec(?:\.\w+)+)`", _prose(path)):
+            if not _resolves(dotted):
+                out.append(f"{os.path.relpath(path, REPO)}: {dotted}")
+    return out
+
+
+def broken_paths():
+    out = []
+    for path in DOCS:
+        for code in re.findall(r"`([^`\s]+)`", _prose(path)):
+            name = code.split("::")[0].rstrip(".,:;)")
+            if re.search(r"[<>*{}$=\\]|\.\.\.|^[a-z]+:", name) or not name.startswith(REPO_ROOTS + PACKAGE_FOLDERS):
+                continue
+            if not any(os.path.exists(os.path.join(root, name)) for root in (REPO, PACKAGE)):
+                out.append(f"{os.path.relpath(path, REPO)}: {name}")
+    return out
+
+
+def test_every_relative_link_resolves():
+    assert not broken_links(), "links to nothing:\n" + "\n".join(broken_links())
+
+
+def test_every_module_name_imports():
+    assert not broken_names(), "names that do not import:\n" + "\n".join(broken_names())
+
+
+def test_every_repository_path_exists():
+    assert not broken_paths(), "paths that do not exist:\n" + "\n".join(broken_paths())
