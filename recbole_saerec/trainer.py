@@ -9,7 +9,7 @@ model run through the plugin gets the same three things:
   instead (tensors, numbers, strings; the config as a dict of plain values) and always load
   with ``weights_only=True``. A file that needs arbitrary pickle (one written by RecBole
   itself, or a crafted one) is refused unless the caller passes ``trust=True``. Writes go
-  through ``artefacts.save_tensor_file_atomic`` (a unique temporary, fsync, then
+  through ``fileio.save_tensor_file_atomic`` (a unique temporary, fsync, then
   ``os.replace``): a kill at any moment leaves the previous checkpoint whole.
 * **Runs that survive interruption** (``resume_state: True``). After every evaluated epoch
   the full training state (model, optimiser, epoch, best-so-far, early-stopping counter,

@@ -1,4 +1,4 @@
-"""Config validation before any work (issue 17): unknown keys, types, ranges, choices."""
+"""Config validation before any work: unknown keys, types, ranges, choices."""
 import logging
 import os
 import time

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh, dry run (issue 18): `stage` then `run` on CPU with tiny data, no GPU needed.
+"""scripts/gpu_check.sh, dry run: `stage` then `run` on CPU with tiny data, no GPU needed.
 
 What the GPU run does, at tiny size: the stage copies the atomic files and the intent artefacts
 (without their caches) into the stage folder; the run records the stack, runs the speed benchmark,

@@ -342,8 +342,8 @@ def test_explain_and_steer_refuse_a_model_without_intents_in_one_line(checkpoint
 
 
 def test_a_recbole_written_checkpoint_trusted_is_refused_by_class_not_by_a_crash(checkpoints, tmp_path, capsys):
-    """RecBole's own checkpoints pickle its Config: with --trust_checkpoint explain used to reach the model's
-    forward and fail with "unexpected keyword argument 'return_details'"."""
+    """RecBole's own checkpoints pickle its Config: with --trust_checkpoint, explain refuses the model by its
+    class in one line, before it reaches a forward pass that has no intents to show."""
     from recbole.config import Config as RecBoleConfig
 
     from recbole_saerec.analysis import explain
@@ -368,7 +368,7 @@ def test_attribution_refuses_a_model_without_attribute_blocks(checkpoints, capsy
 
 
 def test_explain_refuses_item_texts_changed_since_training(checkpoints, tmp_path, capsys):
-    """Same ids, other texts: explain printed other items' titles beside the old intents."""
+    """Same ids, other texts: without the check, explain would print other items' titles beside the intents."""
     from recbole_saerec.analysis import explain
 
     root, ckpt = checkpoints

@@ -1,7 +1,7 @@
 """Is a latent a real, nameable intent? Measured from the texts it fires on.
 
-Three pieces, used by the intent build (``build.py``) and, for the first one, by the
-RecSAE probe's concept verification (``recbole_saerec.probe``):
+Three pieces, used by the intent build (:mod:`recbole_saerec.intents.build.grounding_stage`) and, for
+the first one, by the RecSAE probe's concept verification (:mod:`recbole_saerec.analysis.probe.concepts`):
 
 * :func:`detection_score` — THE project's one implementation of "does this concept
   predict activation": given a concept score for activating and for non-activating

@@ -1,7 +1,7 @@
 r"""SAERec: sequential recommendation guided by sparse-autoencoder intents.
 
 Reference: Xia, Wu, Yang, Wang, Liu. "SAERec" (arXiv 2606.18897, 2026); the
-method as this project builds it is restated in docs (METHOD.md, stages 2-3).
+method as this project builds it is restated in docs/method.md (stages 2-3).
 
 Intents are built offline (``python -m recbole_saerec.intents build``) and read
 here through the artefact contract (:mod:`recbole_saerec.artefacts`).
@@ -9,7 +9,7 @@ here through the artefact contract (:mod:`recbole_saerec.artefacts`).
 Choices where the paper is vague (all config keys in properties/model/SAERec.yaml):
 
 * Retrieval query (``intent_query``): the self-attention branch's last state
-  (``sequence``, METHOD.md) or the last item's embedding (``last_item``, the
+  (``sequence``, docs/method.md) or the last item's embedding (``last_item``, the
   authors' code). Score = cosine to W_map p_j; top-S are the personal intents.
 * Public intents: f_j(t) = share of the batch's users whose top-S holds j; an
   EMA a_j <- beta a_j + (1 - beta) f_j(t) is updated in training mode only, is

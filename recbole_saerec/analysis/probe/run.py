@@ -1,8 +1,7 @@
 """The probe from checkpoint to outputs, one function per step of the package docstring (1-6).
 
-The steps share one seeded ``numpy`` generator, drawn from in the same order as before the
-split (held-out users, base-rate sample, negatives per latent): the same seed gives the same
-concepts.
+The steps share one seeded ``numpy`` generator, drawn from in one fixed order (held-out users,
+base-rate sample, negatives per latent): the same seed gives the same concepts.
 """
 import math
 import os

@@ -1,6 +1,6 @@
 """Side-by-side speed benchmark, SASRec vs SAERec; the CLI is ``python -m recbole_saerec.experiments.speed``.
 
-Split along the benchmark's seams (issue 16), read in this order:
+The package, read in this order:
 
 - ``measure``: peak memory (RSS sampler / CUDA max allocated) and the alternated train / eval / epoch timings;
 - ``intents_timing``: SAERec's intents, built and timed per stage, given, or synthetic;

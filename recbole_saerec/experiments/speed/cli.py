@@ -55,10 +55,10 @@ Profile findings (amazon-beauty, batch 256, length 50, hidden 64, 2-core CPU VM;
   ``layers.Packer``): 373 -> 214 ms CPU per step (SASRec 415 ms); intent branches and the
   item-side intent feature add ~30 ms. Full-sort evaluation: ~0.26-0.5x SASRec's time, the
   rest is RecBole's collector (topk and a dense [B, n_items] positive matrix).
-* A new packed token count every batch grew RSS ~5 MB per step (oneDNN caches a primitive per
-  shape); ``layers.bucketed_count`` rounds it to 16 sizes per octave and keeps RSS flat.
-  2026-12-01, AMD EPYC, 1 thread, real intents: one real epoch SAERec 71 s vs SASRec 155 s
-  (0.46x), full-sort eval 7.1 s vs 25.6 s (docs/results/speed.md).
+* oneDNN caches a primitive per input shape, so a new packed token count every batch would grow
+  RSS ~5 MB per step; ``layers.bucketed_count`` rounds it to 16 sizes per octave and keeps RSS flat.
+  AMD EPYC, 1 thread, real intents: one real epoch SAERec 71 s vs SASRec 155 s (0.46x), full-sort
+  eval 7.1 s vs 25.6 s (docs/results/speed.md).
 """
 import argparse
 import json

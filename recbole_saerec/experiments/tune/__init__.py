@@ -1,6 +1,6 @@
-"""Hyper-parameter sweeps with Ray Tune (issue 6); the CLI is ``python -m recbole_saerec.experiments.tune``.
+"""Hyper-parameter sweeps with Ray Tune; the CLI is ``python -m recbole_saerec.experiments.tune``.
 
-Split along the sweep's seams (issue 16), read in this order:
+The package, read in this order:
 
 - ``space``: the search-space yaml -> (swept, fixed), Tune's sampling objects, intent sets and their tags;
 - ``configs``: argv isolation for RecBole's Config, yaml values, the per-trial config;

@@ -1,8 +1,8 @@
-"""Hyper-parameter sweeps with Ray Tune (issue 6): one command on a laptop, a GPU box or a cluster.
+"""Hyper-parameter sweeps with Ray Tune: one command on a laptop, a GPU box or a cluster.
 
     python -m recbole_saerec.experiments.tune --dataset=amazon-beauty --data_path=dataset
     python -m recbole_saerec.experiments.tune --dataset=ml-100k --space=my_space.yaml --gpus_per_trial=0.5 \\
-        --max_epochs=50 --grace_period=5 --out=docs/results/tune-ml100k
+        --max_epochs=50 --grace_period=5 --out=tune_ml100k
     RAY_ADDRESS=auto python -m recbole_saerec.experiments.tune --dataset=amazon-beauty --storage_path=/shared/tune
     python -m recbole_saerec.experiments.tune --resume --storage_path=saved/tune --name=SAERec-amazon-beauty-...
 
