@@ -19,7 +19,9 @@ AUTO = "auto"
 
 
 def _time_matmul(dtype, device, n=256, reps=5):
-    a = torch.randn(n, n, device=device).to(dtype)
+    # its own generator: the first model built in a process resolves `auto` while its parameters are being
+    # initialised, and a draw from the global one would give it another initialisation than the next model
+    a = torch.randn(n, n, device=device, generator=torch.Generator(device=device).manual_seed(0)).to(dtype)
     a @ a  # warm-up (oneDNN primitive creation)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -25,3 +25,15 @@ def test_explicit_values_are_kept(monkeypatch):
     assert hardware.resolve_bf16(True, "cpu") is True
     assert hardware.resolve_bf16(False, "cpu") is False
     hardware._bf16_fast.cache_clear()
+
+
+def test_timing_draws_nothing_from_the_seeded_random_stream():
+    """Resolving 'auto' happens inside a model's __init__: one seed must give one initialisation whether the
+    model is the first of its process (the timing runs) or not (the answer is cached)."""
+    hardware._bf16_fast.cache_clear()
+    torch.manual_seed(0)
+    hardware.resolve_bf16("auto", "cpu")  # times the matmuls
+    first = torch.rand(3)
+    torch.manual_seed(0)
+    hardware.resolve_bf16("auto", "cpu")  # cached
+    assert torch.equal(first, torch.rand(3))
