@@ -33,7 +33,8 @@ import time
 import torch
 
 from recbole_saerec.experiments.speed.measure import median, train_step
-from recbole_saerec.experiments.speed.plan import build_configs, build_models, draw_batches, load_data, shared_config
+from recbole_saerec.experiments.speed.plan import (add_setup_args, build_configs, build_models, draw_batches, load_data,
+                                                  shared_config)
 from recbole_saerec.fileio import atomic_path
 
 
@@ -49,16 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--config", default="{}", help="extra config for every model as JSON")
     p.add_argument("--intent_dir", default=None, help="SAERec's intents (default: synthetic, as the speed benchmark)")
     p.add_argument("--out", default="bench_out")
-    # the speed benchmark's set-up reads these (plan.py)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--eval_batch", type=int, default=4096)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--inner", type=int, default=256)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--max_len", type=int, default=50)
-    p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    add_setup_args(p)  # the speed benchmark's set-up (plan.py)
     args = p.parse_args(argv)
     args.variants, args.saerec_config, args.bf16, args.compile, args.intents = "{}", "{}", False, False, False
     args.synthetic_m, args.synthetic_dim, args.synthetic_per_item = 1200, 384, 16

@@ -71,8 +71,8 @@ import torch
 from recbole_saerec.fileio import atomic_path
 from recbole_saerec.experiments.speed.measure import (new_records, profile_eval, profile_steps, time_epoch_setup, time_eval,
                                                      time_full_epoch, time_train, warm_up)
-from recbole_saerec.experiments.speed.plan import (build_configs, build_models, draw_batches, load_data, model_plan, set_anomaly_detection,
-                      shared_config)
+from recbole_saerec.experiments.speed.plan import (add_setup_args, build_configs, build_models, draw_batches, load_data,
+                                                  model_plan, set_anomaly_detection, shared_config)
 from recbole_saerec.experiments.speed.report import add_ratios, json_report, print_table, result_row, write_csv
 
 MODELS = ("SASRec", "SAERec")
@@ -87,13 +87,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=3, help="alternation rounds (train and eval)")
     p.add_argument("--eval_rounds", type=int, default=None, help="default: --rounds")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--eval_batch", type=int, default=4096)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--inner", type=int, default=256)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=2)
-    p.add_argument("--max_len", type=int, default=50)
+    add_setup_args(p)
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--reference", default=None, help="the model every ratio is against (default: the first of --models)")
     p.add_argument("--intent_dir", default=None, help="real intent artefacts for SAERec (default: synthetic)")
@@ -112,8 +106,6 @@ def parse_args(argv=None):
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation timing")
     p.add_argument("--full_epoch", action="store_true", help="also time one real epoch per model")
     p.add_argument("--profile", action="store_true", help="write torch.profiler tables per model")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--anomaly", action="store_true",
                    help="keep autograd anomaly detection as RecBole's import left it (SINE turns it on globally)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")

@@ -9,6 +9,19 @@ from recbole_saerec.experiments.speed.intents_timing import prepare_intents
 from recbole_saerec.experiments.speed.measure import median
 
 
+def add_setup_args(parser):
+    """The flags :func:`shared_config` reads: the one set-up every model of a speed run shares."""
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--eval_batch", type=int, default=4096)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--inner", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--max_len", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+
+
 def shared_config(args):
     cfg = {
         "data_path": args.data_path, "seed": args.seed, "reproducibility": False,
