@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared script for the lent GPU machine (issue 18): the speed table and the converged
+# One prepared script for the lent GPU machine: the speed table and the converged
 # amazon-beauty runs, several processes at once on the one GPU, records under $OUT, < 9 minutes.
 #
 #   bash scripts/gpu_check.sh stage   # HERE: wheels -> .whl/, atomic files + intent artefacts -> .gpu/

@@ -154,7 +154,8 @@ class SAERec(SequenceEncoder, SequentialRecommender):
         rows = torch.arange(self.n_items, device=self.item_intent_index.device).repeat_interleave(
             self.item_intent_index.shape[1])
         return torch.sparse_coo_tensor(torch.stack([rows, self.item_intent_index.reshape(-1)]),
-                                       self.item_intent_weight.reshape(-1), (self.n_items, self.n_intents)).coalesce()
+                                       self.item_intent_weight.reshape(-1), (self.n_items, self.n_intents),
+                                       check_invariants=True).coalesce()
 
     @item_intent_activations.setter
     def item_intent_activations(self, matrix):
@@ -182,7 +183,7 @@ class SAERec(SequenceEncoder, SequentialRecommender):
                     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                     self._mix_transposed = torch.sparse_coo_tensor(
                         torch.stack([index.reshape(-1), rows]), weight.reshape(-1),
-                        (self.n_intents, self.n_items)).coalesce().to_sparse_csr()
+                        (self.n_intents, self.n_items), check_invariants=True).coalesce().to_sparse_csr()
             table = table + _ItemMix.apply(intents, index, weight, self._mix_transposed)
         return table
 
