@@ -1,0 +1,33 @@
+"""paper_table: datasets as columns, our mean over seeds beside the published figure."""
+import csv
+import json
+import os
+
+from recbole_saerec.experiments.benchmark import paper_table
+
+
+def _record(folder, variant, seed, hit, ndcg):
+    runs = os.path.join(folder, "runs")
+    os.makedirs(runs, exist_ok=True)
+    run_id = f"{variant}__seed{seed}"
+    with open(os.path.join(runs, run_id + ".json"), "w") as f:
+        json.dump({"run_id": run_id, "variant": variant, "seed": seed, "status": "ok", "role": "baseline",
+                   "test_result": {"hit@10": hit, "ndcg@10": ndcg, "hit@20": hit * 1.3, "ndcg@20": ndcg * 1.1}}, f)
+
+
+def test_cells_are_the_mean_over_seeds_with_the_published_figure_beside(tmp_path):
+    beauty = str(tmp_path / "beauty")
+    _record(beauty, "SAERec", 1, 0.10, 0.06)
+    _record(beauty, "SAERec", 2, 0.08, 0.04)
+    _record(beauty, "SASRec-CE", 1, 0.09, 0.05)
+    out = str(tmp_path / "out")
+    paper_table.main([f"--tables=amazon-beauty={beauty},amazon-toys={tmp_path / 'none'}",
+                      "--rows=SAERec,SASRec-CE,ICSRec", f"--out={out}"])
+    table = open(os.path.join(out, "table.md")).read()
+    assert "| SAERec | 0.0900 / 0.0500 (2) | 0.1055 / 0.0643 |  | 0.1147 / 0.0723 |" in table
+    assert "| ICSRec |  | 0.0959 / 0.0578 |" in table  # no run of ours: the published figure alone
+    assert "Toys: not both run yet." in table
+    rows = {(r["dataset"], r["model"]): r for r in csv.DictReader(open(os.path.join(out, "table.csv")))}
+    assert rows[("amazon-beauty", "SAERec")]["seeds"] == "2" and rows[("amazon-beauty", "SAERec")]["hit@10"] == "0.0900"
+    assert rows[("amazon-toys", "ICSRec")]["published_hit@10"] == "0.1043"
+    assert os.path.isfile(os.path.join(out, "table.png"))
