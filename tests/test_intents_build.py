@@ -281,3 +281,38 @@ def test_build_end_to_end_sae_and_kmeans(tmp_path, monkeypatch):
     karte = load_artefacts(kout, "tiny", item_tokens=tokens)
     assert karte.n_intents <= 4 and karte.dim == 384
     assert torch.allclose(karte.values[karte.indices >= 0], torch.tensor(1.0))  # one text per item, one cluster
+
+
+def test_a_build_that_waited_for_another_uses_its_result(tmp_path, monkeypatch):
+    """Two processes ask for the same missing build: the second waits for the lock and then reads the
+    first's result instead of building (and possibly overwriting) it again."""
+    import json
+    import time
+
+    from filelock import FileLock
+
+    from recbole_saerec.intents.build import pipeline
+
+    out = tmp_path / "intents"
+    out.mkdir()
+    built = []
+    monkeypatch.setattr(pipeline, "_build", lambda config, intent_dir, progress: built.append(intent_dir) or {})
+    import threading
+
+    holding = threading.Event()
+
+    def first_process():  # holds the lock, and finishes the build while the second waits
+        with FileLock(str(out / ".build.lock")):
+            holding.set()
+            time.sleep(0.5)
+            (out / "manifest.json").write_text(json.dumps({"fingerprint": {"dataset": "tiny"}}))
+
+    first = threading.Thread(target=first_process)
+    first.start()
+    holding.wait()
+    manifest = pipeline.build_intents(None, intent_dir=str(out), progress=False)
+    first.join()
+    assert manifest == {"fingerprint": {"dataset": "tiny"}} and built == []
+    # a build asked for where a manifest already was rebuilds, as before (the command's meaning)
+    pipeline.build_intents(None, intent_dir=str(out), progress=False)
+    assert built == [str(out)]

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from collections import Counter
+from logging import getLogger
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -38,7 +39,13 @@ def build_intents(config, intent_dir=None, progress=True):
     """
     intent_dir = os.path.abspath(intent_dir) if intent_dir else resolve_intent_dir(config)
     os.makedirs(intent_dir, exist_ok=True)
+    manifest_path = os.path.join(intent_dir, MANIFEST)
+    existed = os.path.isfile(manifest_path)
     with FileLock(os.path.join(intent_dir, ".build.lock")):
+        if not existed and os.path.isfile(manifest_path):  # another process built it while this one waited
+            getLogger().info(f"[intents] {intent_dir} was built by another process meanwhile: using that build")
+            with open(manifest_path, encoding="utf-8") as f:
+                return json.load(f)
         return _build(config, intent_dir, progress)
 
 
