@@ -126,8 +126,9 @@ RESUME_FREE = {"epochs", "stopping_step", "show_progress", "state", "checkpoint_
                # recorded lacks them, and that alone must not discard it
                "data_files",
                # speed switches whose numerical effect is checked where they act (bf16 encoding: cos >= 0.999;
-               # the packed paths and the fused CE: the same outputs and gradients, tests/test_speed_equivalence.py)
-               "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce", "cpu_rand_dropout",
+               # the packed paths and the fused CE: the same outputs and gradients; the bf16 CE: close to fp32,
+               # tests/test_speed_equivalence.py). bf16_ce is the newest: a state saved before it existed ran fp32
+               "intent_encode_bf16", "pack_tokens", "pack_attention", "fused_ce", "cpu_rand_dropout", "bf16_ce",
                # the item-text build a run read: its file name is its fingerprint (of settings compared here)
                "item_text_path"}
 

@@ -111,6 +111,15 @@ def test_a_state_saved_with_other_settings_is_moved_aside_not_continued(tiny_roo
     assert [h["epoch"] for h in again["history"]] == [0, 1, 2]  # a longer cap continues the same run
 
 
+def test_a_state_saved_before_a_speed_switch_existed_still_continues():
+    """A speed switch added after a long run started must not discard that run's state; a changed lr must."""
+    saved = {"learning_rate": 0.001, "hidden_size": 64}  # saved by a version without the switches
+    now = dict(saved, bf16_ce="auto", fused_ce=True, pack_attention=True, cpu_rand_dropout=True,
+               intent_encode_bf16="auto")
+    assert trainer_mod.changed_settings(saved, now) == []
+    assert trainer_mod.changed_settings(saved, dict(now, learning_rate=0.01)) == ["learning_rate"]
+
+
 def test_checkpoint_is_plain_data_and_a_pickle_is_refused(tiny_root, tmp_path):
     result = quick_start.run("SAERec", "tiny", config_dict=base_config(tiny_root, tmp_path, epochs=1))
     saved = torch.load(result["saved_model_file"], weights_only=True)  # no arbitrary pickle needed
