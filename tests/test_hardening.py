@@ -406,9 +406,13 @@ def test_probe_refuses_interactions_changed_since_training(checkpoints, tmp_path
 
 
 # ----------------------------------------------------------------------------- documented
-def test_the_readme_says_how_to_resume_and_where_logs_go():
+def test_the_docs_say_how_to_resume_and_where_logs_go():
+    """The README names resuming and points to the usage page, which has the whole of it."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.join(repo, "README.md"), encoding="utf-8") as f:
         readme = f.read()
-    assert "### Resuming an interrupted run" in readme and "--resume_state=True" in readme
-    assert "`log_dir`" in readme and "`tensorboard_dir`" in readme and "read-only clone" in readme
+    with open(os.path.join(repo, "docs", "usage.md"), encoding="utf-8") as f:
+        usage = f.read()
+    assert "--resume_state=True" in readme and "(docs/usage.md)" in readme
+    assert "## Resuming an interrupted run" in usage and "--resume_state=True" in usage
+    assert "`log_dir`" in usage and "`tensorboard_dir`" in usage and "read-only clone" in usage
