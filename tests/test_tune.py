@@ -192,3 +192,59 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
     assert {r["sae_k"] for r in rows.values()} == {2, 3}
     best = yaml.safe_load(open(tmp_path / "runs" / "resume" / "best.yaml"))
     assert os.path.basename(best["intent_dir"]).startswith(f"k{best['sae_k']}-")
+
+
+def test_one_at_a_time_design_varies_each_key_around_the_first_values(tmp_path):
+    path = write_space(tmp_path / "oat.yaml", "design: one_at_a_time\nintents_retrieved: {grid: [5, 3, 10]}\n"
+                                              "sae_k: {grid: [8, 16]}\nMAX_ITEM_LIST_LENGTH: 20\n")
+    swept, fixed = sweep.load_space(path)
+    assert sweep.load_design(path) == "one_at_a_time" and fixed == {"MAX_ITEM_LIST_LENGTH": 20}
+    points = sweep.one_at_a_time_points(swept)
+    assert points == [{"intents_retrieved": 5, "sae_k": 8}, {"intents_retrieved": 3, "sae_k": 8},
+                      {"intents_retrieved": 10, "sae_k": 8}, {"intents_retrieved": 5, "sae_k": 16}]
+    # only the intent sets the points use are built (here both k; never a k the design skips)
+    assert sweep.intent_combinations(swept, points) == [{"sae_k": 8}, {"sae_k": 16}]
+    assert sweep.load_design(write_space(tmp_path / "g.yaml", "a: {grid: [1, 2]}\n")) == "grid"
+    with pytest.raises(ValueError, match="not a grid"):
+        sweep.load_design(write_space(tmp_path / "bad.yaml", "design: one_at_a_time\nlr: {uniform: [0.1, 1]}\n"))
+    with pytest.raises(ValueError, match="design"):
+        sweep.load_design(write_space(tmp_path / "bad2.yaml", "design: latin\na: {grid: [1]}\n"))
+
+
+@pytest.mark.slow  # a local Ray cluster
+def test_a_one_at_a_time_sweep_runs_exactly_its_points(local_ray, tune_data, tmp_path):
+    root, config_file = tune_data
+    space = write_space(tmp_path / "oat.yaml", "design: one_at_a_time\nsae_k: {grid: [2, 3]}\n"
+                                               "intents_retrieved: {grid: [1, 2]}\n")
+    common = ["--dataset=tiny", f"--space={space}", f"--config_files={config_file}", "--max_epochs=1",
+              "--grace_period=1", "--max_concurrent_trials=1", f"--storage_path={tmp_path / 'runs'}",
+              "--verbose=0", "--no_test", "--seed_spread=0.001", f"--out={tmp_path / 'out'}"]
+    with pytest.raises(SystemExit, match="num_samples must be 1"):
+        sweep.run_sweep([*common, "--num_samples=2", "--name=refused"], intent_builder=FakeBuilder())
+    builder = FakeBuilder()
+    summary = sweep.run_sweep([*common, "--name=oat"], intent_builder=builder)
+    assert summary["finished"] and sorted(k for k, _ in builder.calls) == [2, 3]
+    ran = sorted((r["sae_k"], r["intents_retrieved"]) for r in summary["rows"])
+    assert ran == [(2, 1), (2, 2), (3, 1)]  # the centre, then each key alone: not the 2 x 2 grid
+    assert os.path.isfile(tmp_path / "out" / "metric_vs_params.png")
+
+
+def test_budget_finds_the_epoch_from_which_a_slow_starter_stays_ahead(tmp_path):
+    """Hand-made histories: 'slow' trails 'fast' until epoch 4, then leads by far more than the seed spread."""
+    import json
+
+    from recbole_saerec.experiments.tune import budget
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    curves = {"fast": [0.30, 0.50, 0.60, 0.61, 0.61, 0.61], "slow": [0.10, 0.30, 0.50, 0.65, 0.70, 0.70]}
+    for variant, curve in curves.items():
+        for seed, jitter in ((1, 0.0), (2, 0.002)):
+            record = {"variant": variant, "seed": seed, "status": "ok",
+                      "history": [{"epoch": e, "valid_score": v + jitter} for e, v in enumerate(curve)]}
+            (runs / f"{variant}__seed{seed}.json").write_text(json.dumps(record))
+    rows = budget.epoch_stats(budget.curves(budget.load_records(str(runs), ["fast", "slow"])))
+    assert rows[0][1]["fast"][0] == pytest.approx(0.301) and rows[0][1]["fast"][1] == pytest.approx(0.0014142, abs=1e-6)
+    assert budget.safe_rungs(rows) == {("slow", "fast"): 4}  # an ASHA rung before epoch 4 would stop 'slow'
+    with pytest.raises(SystemExit, match="fewer than two seeds"):
+        budget.main([f"--runs={runs}", "--variants=fast,absent"])

@@ -40,7 +40,8 @@ import time
 
 from recbole_saerec.experiments.tune.configs import isolated_argv, merge_config_files, parse_value
 from recbole_saerec.experiments.tune.report import write_outputs
-from recbole_saerec.experiments.tune.space import DEFAULT_SPACE, intent_combinations, intent_tag, load_space, param_space
+from recbole_saerec.experiments.tune.space import (DEFAULT_SPACE, intent_combinations, intent_tag, load_design, load_space,
+                                                   one_at_a_time_points, param_space)
 from recbole_saerec.experiments.tune.trial import train_trial
 from recbole_saerec.fileio import write_json_atomic
 
@@ -54,7 +55,11 @@ def build_parser():
     p.add_argument("--dataset", default=None, help="dataset name (required unless --resume)")
     p.add_argument("--space", default=DEFAULT_SPACE, help="search-space yaml (default: %(default)s)")
     p.add_argument("--config_files", default=None, help="space-separated RecBole yaml files, fixed for all trials")
-    p.add_argument("--num_samples", type=int, default=1, help="samples per grid point (Tune's num_samples)")
+    p.add_argument("--num_samples", type=int, default=1,
+                   help="samples per grid point (Tune's num_samples); 1 for a one_at_a_time space")
+    p.add_argument("--seed_spread", type=float, default=None,
+                   help="the metric's standard deviation over seeds at one config, measured beforehand: drawn "
+                        "as error bars on the plot, and the yardstick the results page compares axes with")
     p.add_argument("--max_epochs", type=int, default=50, help="epochs per trial at most (ASHA's max_t)")
     p.add_argument("--grace_period", type=int, default=5, help="ASHA: epochs before a trial may be stopped")
     p.add_argument("--reduction_factor", type=float, default=3, help="ASHA: keep 1/reduction_factor per rung")
@@ -95,6 +100,10 @@ def make_setup(args, extra, argv=None):
     if not args.dataset:
         raise SystemExit("error: --dataset is required (or --resume to finish an earlier sweep).")
     swept, space_fixed = load_space(args.space)
+    design = load_design(args.space)
+    if design == "one_at_a_time" and args.num_samples != 1:
+        raise SystemExit(f"error: {args.space} is a one_at_a_time design (each point once, same seed): "
+                         f"--num_samples must be 1, got {args.num_samples}; rerun points with another --seed instead.")
     config_dict = merge_config_files(args.config_files.split() if args.config_files else None)
     config_dict.update(space_fixed)
     config_dict.update(extra)
@@ -114,6 +123,8 @@ def make_setup(args, extra, argv=None):
     return {
         "model": args.model, "dataset": args.dataset, "config_dict": config_dict,
         "swept": {k: list(v) for k, v in swept.items()}, "space_file": os.path.abspath(args.space),
+        "design": design, "points": one_at_a_time_points(swept) if design == "one_at_a_time" else None,
+        "seed_spread": args.seed_spread,
         "metric": config["valid_metric"].lower(), "max_epochs": args.max_epochs,
         "grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
         "num_samples": args.num_samples, "cpus_per_trial": args.cpus_per_trial,
@@ -132,7 +143,7 @@ def prepare_intents(setup, builder=None, log=print):
     from recbole_saerec.quick_start import ensure_intents
 
     base = setup["config_dict"]
-    for values in intent_combinations({k: tuple(v) for k, v in setup["swept"].items()}):
+    for values in intent_combinations({k: tuple(v) for k, v in setup["swept"].items()}, setup.get("points")):
         tag = intent_tag(values, base)
         # the user named one set for the whole sweep, or one folder per swept combination
         intent_dir = base["intent_dir"] if not values and base.get("intent_dir") else \
@@ -203,12 +214,20 @@ def run_sweep(argv=None, callbacks=None, intent_builder=None):
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=setup["max_epochs"],
                                   grace_period=min(setup["grace_period"], setup["max_epochs"]),
                                   reduction_factor=setup["reduction_factor"])
+        swept = {k: tuple(v) for k, v in setup["swept"].items()}
+        if setup.get("points"):  # exactly these trials: each point replaces one of num_samples samples
+            from ray.tune.search import BasicVariantGenerator
+
+            space = {k: tune.choice(list(values)) for k, (_, values) in swept.items()}
+            search = BasicVariantGenerator(points_to_evaluate=[dict(p) for p in setup["points"]])
+            samples = len(setup["points"])
+        else:
+            space, search, samples = param_space(swept), None, setup["num_samples"]
         tuner = tune.Tuner(
             _trainable(setup),
-            param_space=param_space({k: tuple(v) for k, v in setup["swept"].items()}),
-            tune_config=tune.TuneConfig(metric=setup["metric"], mode="max", scheduler=scheduler,
-                                        num_samples=setup["num_samples"],
-                                        max_concurrent_trials=setup["max_concurrent_trials"]),
+            param_space=space,
+            tune_config=tune.TuneConfig(metric=setup["metric"], mode="max", scheduler=scheduler, search_alg=search,
+                                        num_samples=samples, max_concurrent_trials=setup["max_concurrent_trials"]),
             run_config=tune.RunConfig(
                 name=name, storage_path=storage, callbacks=callbacks, verbose=args.verbose,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

@@ -132,12 +132,14 @@ def plot_params(rows, setup, path):
 
     metric = setup["metric"]
     keys = list(setup["swept"])
-    done = [r for r in rows if r["epochs_run"] > 0]
+    every = [r for r in rows if r["epochs_run"] > 0]
+    spread = setup.get("seed_spread")
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys or [None]):
         if key is None:
             ax.text(0.5, 0.5, "nothing swept", ha="center")
             continue
+        done = _on_axis(every, setup, key)
         kind, _ = setup["swept"][key]
         values = [r[key] for r in done]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
@@ -161,6 +163,9 @@ def plot_params(rows, setup, path):
             ax.plot(range(len(cats)), means, "-", color="0.6", zorder=1,
                     label=f"mean at epoch {setup['grace_period']} (all trials)")
         early = [r["stopped_early"] not in ("no", "patience") for r in done]
+        if spread:  # the seed spread, measured beforehand, around every trial's figure
+            ax.errorbar(xs, [r[f"best_{metric}"] for r in done], yerr=spread, fmt="none", ecolor="0.5",
+                        capsize=3, zorder=1, label=f"± seed std {spread:.4f}")
         ax.scatter([x for x, e in zip(xs, early) if not e], [r[f"best_{metric}"] for r, e in zip(done, early) if not e],
                    color="C0", label="ran to the end", zorder=2)
         ax.scatter([x for x, e in zip(xs, early) if e], [r[f"best_{metric}"] for r, e in zip(done, early) if e],
@@ -169,10 +174,21 @@ def plot_params(rows, setup, path):
         ax.set_ylabel(f"best valid {metric}")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{setup['model']} on {setup['dataset']}: {len(done)} trials", fontsize=10)
+    design = " (one at a time: each panel varies its key, the others at the centre)" \
+        if setup.get("design") == "one_at_a_time" else ""
+    fig.suptitle(f"{setup['model']} on {setup['dataset']}: {len(every)} trials{design}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _on_axis(rows, setup, key):
+    """The trials a panel for `key` shows: all of them, or in a one-at-a-time design those whose
+    other keys sit at the centre (the others vary another axis and would blur this one)."""
+    if setup.get("design") != "one_at_a_time":
+        return rows
+    centre = setup["points"][0]
+    return [r for r in rows if all(r[k] == centre[k] for k in centre if k != key)]
 
 
 def _machine():

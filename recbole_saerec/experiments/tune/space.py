@@ -2,6 +2,11 @@
 
 A swept intent-construction key (``sae_k``, ``sae_n_latents``, ...) names an artefact
 set that the driver builds once before the trials; `intent_tag` names that set.
+
+Two designs: ``grid`` (the default: every combination of the grid keys, as Tune crosses them)
+and ``one_at_a_time`` (each grid key varies alone while the others stay at their FIRST value,
+the centre: 1 + sum(len - 1) trials instead of the product; what a CPU budget affords, and it
+answers "does this axis matter" directly).
 """
 import hashlib
 import itertools
@@ -15,6 +20,8 @@ from recbole_saerec.settings import PROPERTIES_DIR
 SPACE_DIR = os.path.join(PROPERTIES_DIR, "tune")
 DEFAULT_SPACE = os.path.join(SPACE_DIR, "saerec_space.yaml")
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform")
+DESIGNS = ("grid", "one_at_a_time")
+DESIGN_KEY = "design"  # the one top-level key of a space yaml that is not a config key
 
 # Keys that start like intent-construction keys but only change how the MODEL reads
 # the artefacts (or where they are): no rebuild for these.
@@ -50,6 +57,8 @@ def load_space(path):
         raise ValueError(f"{path}: a search space is a mapping of config keys, got {type(raw).__name__}.")
     swept, fixed = {}, {}
     for key, spec in raw.items():
+        if key == DESIGN_KEY:
+            continue
         if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in SPACE_KINDS:
             kind, values = next(iter(spec.items()))
             values = [_number(v) for v in (values if isinstance(values, list) else [values])]
@@ -71,6 +80,33 @@ def load_space(path):
     return swept, fixed
 
 
+def load_design(path):
+    """The space's design: 'grid' unless it says `design: one_at_a_time` (checked against its keys)."""
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    design = raw.get(DESIGN_KEY, "grid") if isinstance(raw, dict) else "grid"
+    if design not in DESIGNS:
+        raise ValueError(f"{path}: {DESIGN_KEY}: {design!r} is not one of {DESIGNS}.")
+    if design == "one_at_a_time":
+        swept, _ = load_space(path)
+        other = sorted(k for k, (kind, _) in swept.items() if kind != "grid")
+        if other:
+            raise ValueError(f"{path}: design one_at_a_time varies grid keys around their first value; "
+                             f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not a grid (write {{grid: [...]}}).")
+    return design
+
+
+def one_at_a_time_points(swept):
+    """The trials of a one-at-a-time design: the centre (every grid's first value), then each
+    key's other values with every other key at the centre. Duplicate values are dropped."""
+    centre = {key: values[0] for key, (_, values) in swept.items()}
+    points = [dict(centre)]
+    for key, (_, values) in swept.items():
+        for value in list(dict.fromkeys(values))[1:]:
+            points.append(dict(centre, **{key: value}))
+    return points
+
+
 def param_space(swept):
     from ray import tune
 
@@ -79,11 +115,18 @@ def param_space(swept):
     return {key: make[kind](values) for key, (kind, values) in swept.items()}
 
 
-def intent_combinations(swept):
-    """Every distinct assignment of the swept intent keys (the artefact sets to build)."""
+def intent_combinations(swept, points=None):
+    """Every distinct assignment of the swept intent keys (the artefact sets to build): all
+    combinations, or only those the design's `points` use."""
     keys = sorted(k for k in swept if is_intent_key(k))
+    if not keys:
+        return [{}]
+    if points is not None:
+        seen = {json.dumps({k: p[k] for k in keys}, sort_keys=True, default=str): {k: p[k] for k in keys}
+                for p in points}
+        return list(seen.values())
     values = [swept[k][1] for k in keys]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)] if keys else [{}]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 
 def intent_tag(intent_values, fixed_config):
