@@ -339,6 +339,12 @@ GUIDED_FORMAT_VERSION = 1
 GUIDED_KEYS = ("names", "vectors", "index", "texts", "item_tokens", "fingerprint")
 
 
+def load_dataset_item_text(config, dataset):
+    """The item-text vectors of a RecBole dataset's items, in its item-id order (id 1 first; no padding row)."""
+    tokens = list(dataset.field2id_token[dataset.iid_field][1:])
+    return load_item_text(config["item_text_path"], config["dataset"], tokens)
+
+
 def guided_file(cache_dir, dataset, fingerprint):
     """Where the guided build with this fingerprint lives."""
     return os.path.join(cache_dir, str(dataset), f"guided-{fingerprint}.pt")

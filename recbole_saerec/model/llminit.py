@@ -15,7 +15,7 @@ adaptation, as the SAERec paper's LLMInit row must also have been.
 """
 import torch
 
-from recbole_saerec.artefacts import load_item_text
+from recbole_saerec.artefacts import load_dataset_item_text
 from recbole_saerec.model.packed_sasrec import PackedSASRec
 
 POPULAR_SHARE = 0.2  # the official 'var' rule's share of most popular items
@@ -43,8 +43,7 @@ class LLMInit(PackedSASRec):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        tokens = list(dataset.field2id_token[dataset.iid_field][1:])
-        vectors, has_text = load_item_text(config["item_text_path"], config["dataset"], tokens)
+        vectors, has_text = load_dataset_item_text(config, dataset)
         targets = dataset.inter_feat[self.POS_ITEM_ID]  # training samples' targets: each item's interactions
         popularity = torch.bincount(targets, minlength=self.n_items)[1:].float()
         self.text_dims = select_dimensions(vectors, popularity, self.item_embedding.embedding_dim,

@@ -12,7 +12,7 @@ sequence and the output scores (as in SAERec). Items without text get no feature
 import torch
 from torch import nn
 
-from recbole_saerec.artefacts import load_item_text
+from recbole_saerec.artefacts import load_dataset_item_text
 from recbole_saerec.model.layers import init_weights
 from recbole_saerec.model.packed_sasrec import PackedSASRec
 
@@ -24,8 +24,7 @@ class SASRecTextFeat(PackedSASRec):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        tokens = list(dataset.field2id_token[dataset.iid_field][1:])
-        vectors, _ = load_item_text(config["item_text_path"], config["dataset"], tokens)
+        vectors, _ = load_dataset_item_text(config, dataset)
         self.register_buffer("item_text", torch.cat([torch.zeros(1, vectors.shape[1]), vectors]))  # row 0: padding
         self.text_map = nn.Linear(vectors.shape[1], self.item_embedding.embedding_dim, bias=False)
         init_weights(self.text_map, self.initializer_range)  # drawn after PackedSASRec's own parameters

@@ -49,8 +49,19 @@ def merge_config_files(paths):
     return out
 
 
+POINT_KEY = "point"  # a one-at-a-time design's trials are Tune's grid over this index into setup["points"]
+
+
+def trial_params(setup, params):
+    """A trial's swept values: Tune's config as it is, or the design point its index names."""
+    if setup.get("points") and POINT_KEY in (params or {}):
+        return dict(setup["points"][params[POINT_KEY]])
+    return dict(params or {})
+
+
 def resolved_config(setup, params):
     """The portable config of one trial: what the best-config yaml holds."""
+    params = trial_params(setup, params)
     cfg = dict(setup["config_dict"])
     cfg.update(params)
     cfg["epochs"] = setup["max_epochs"]

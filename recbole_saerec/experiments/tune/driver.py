@@ -38,7 +38,7 @@ import os
 import sys
 import time
 
-from recbole_saerec.experiments.tune.configs import isolated_argv, merge_config_files, parse_value
+from recbole_saerec.experiments.tune.configs import POINT_KEY, isolated_argv, merge_config_files, parse_value
 from recbole_saerec.experiments.tune.report import write_outputs
 from recbole_saerec.experiments.tune.space import (DEFAULT_SPACE, intent_combinations, intent_tag, load_design, load_space,
                                                    one_at_a_time_points, param_space)
@@ -215,18 +215,15 @@ def run_sweep(argv=None, callbacks=None, intent_builder=None):
                                   grace_period=min(setup["grace_period"], setup["max_epochs"]),
                                   reduction_factor=setup["reduction_factor"])
         swept = {k: tuple(v) for k, v in setup["swept"].items()}
-        if setup.get("points"):  # exactly these trials: each point replaces one of num_samples samples
-            from ray.tune.search import BasicVariantGenerator
-
-            space = {k: tune.choice(list(values)) for k, (_, values) in swept.items()}
-            search = BasicVariantGenerator(points_to_evaluate=[dict(p) for p in setup["points"]])
-            samples = len(setup["points"])
-        else:
-            space, search, samples = param_space(swept), None, setup["num_samples"]
+        # a one-at-a-time design: Tune's grid over the points' indices (trial_params maps them back), so
+        # that --max_concurrent_trials, resume and the reports work as for any grid
+        space = {POINT_KEY: tune.grid_search(list(range(len(setup["points"]))))} if setup.get("points") \
+            else param_space(swept)
+        samples = 1 if setup.get("points") else setup["num_samples"]
         tuner = tune.Tuner(
             _trainable(setup),
             param_space=space,
-            tune_config=tune.TuneConfig(metric=setup["metric"], mode="max", scheduler=scheduler, search_alg=search,
+            tune_config=tune.TuneConfig(metric=setup["metric"], mode="max", scheduler=scheduler,
                                         num_samples=samples, max_concurrent_trials=setup["max_concurrent_trials"]),
             run_config=tune.RunConfig(
                 name=name, storage_path=storage, callbacks=callbacks, verbose=args.verbose,

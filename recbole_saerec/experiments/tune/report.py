@@ -8,7 +8,7 @@ import tempfile
 
 import yaml
 
-from recbole_saerec.experiments.tune.configs import resolved_config
+from recbole_saerec.experiments.tune.configs import resolved_config, trial_params
 from recbole_saerec.experiments.tune.trial import evaluate_best
 
 NODE_ID_CHARS = 8  # Ray node ids are 56 hex digits; the tables show the first 8
@@ -30,7 +30,8 @@ def results_rows(setup, grid, exp_path):
     rows = []
     for result in grid:
         df = result.metrics_dataframe
-        params = {k: (result.config or {}).get(k) for k in setup["swept"]}
+        values = trial_params(setup, result.config)
+        params = {k: values.get(k) for k in setup["swept"]}
         last = result.metrics or {}
         trial_id = last.get("trial_id") or os.path.basename(result.path)  # no report: name the directory
         epochs = int(df["epoch"].max()) if df is not None and "epoch" in df else 0
