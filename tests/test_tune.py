@@ -95,7 +95,8 @@ class InterruptOnce(tune.Callback):
 def test_space_format_and_intent_tags(tmp_path):
     path = write_space(tmp_path / "s.yaml", "a: {grid: [1, 2]}\nlearning_rate: {loguniform: [1e-4, 1e-2]}\n"
                                             "sae_k: {choice: [8, 16]}\nMAX_ITEM_LIST_LENGTH: 20\n")
-    swept, fixed = sweep.load_space(path)
+    swept, fixed, design = sweep.load_space(path)
+    assert design == "grid"
     assert swept == {"a": ("grid", [1, 2]), "learning_rate": ("loguniform", [1e-4, 1e-2]),
                      "sae_k": ("choice", [8, 16])}
     assert fixed == {"MAX_ITEM_LIST_LENGTH": 20}
@@ -106,7 +107,7 @@ def test_space_format_and_intent_tags(tmp_path):
     assert sweep.intent_tag({"sae_k": 8, "sae_n_latents": 512}, {"intent_encoder": "other"}) != tag
     with pytest.raises(ValueError, match="grid or choice"):
         sweep.load_space(write_space(tmp_path / "bad.yaml", "sae_k: {uniform: [4, 16]}\n"))
-    default_swept, _ = sweep.load_space(sweep.DEFAULT_SPACE)
+    default_swept, _, _ = sweep.load_space(sweep.DEFAULT_SPACE)
     assert set(default_swept) == {"intents_retrieved", "ema_decay", "sae_k"}
 
 
@@ -197,18 +198,18 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
 def test_one_at_a_time_design_varies_each_key_around_the_first_values(tmp_path):
     path = write_space(tmp_path / "oat.yaml", "design: one_at_a_time\nintents_retrieved: {grid: [5, 3, 10]}\n"
                                               "sae_k: {grid: [8, 16]}\nMAX_ITEM_LIST_LENGTH: 20\n")
-    swept, fixed = sweep.load_space(path)
-    assert sweep.load_design(path) == "one_at_a_time" and fixed == {"MAX_ITEM_LIST_LENGTH": 20}
+    swept, fixed, design = sweep.load_space(path)
+    assert design == "one_at_a_time" and fixed == {"MAX_ITEM_LIST_LENGTH": 20}
     points = sweep.one_at_a_time_points(swept)
     assert points == [{"intents_retrieved": 5, "sae_k": 8}, {"intents_retrieved": 3, "sae_k": 8},
                       {"intents_retrieved": 10, "sae_k": 8}, {"intents_retrieved": 5, "sae_k": 16}]
     # only the intent sets the points use are built (here both k; never a k the design skips)
     assert sweep.intent_combinations(swept, points) == [{"sae_k": 8}, {"sae_k": 16}]
-    assert sweep.load_design(write_space(tmp_path / "g.yaml", "a: {grid: [1, 2]}\n")) == "grid"
+    assert sweep.load_space(write_space(tmp_path / "g.yaml", "a: {grid: [1, 2]}\n"))[2] == "grid"
     with pytest.raises(ValueError, match="not a grid"):
-        sweep.load_design(write_space(tmp_path / "bad.yaml", "design: one_at_a_time\nlr: {uniform: [0.1, 1]}\n"))
+        sweep.load_space(write_space(tmp_path / "bad.yaml", "design: one_at_a_time\nlr: {uniform: [0.1, 1]}\n"))
     with pytest.raises(ValueError, match="design"):
-        sweep.load_design(write_space(tmp_path / "bad2.yaml", "design: latin\na: {grid: [1]}\n"))
+        sweep.load_space(write_space(tmp_path / "bad2.yaml", "design: latin\na: {grid: [1]}\n"))
 
 
 @pytest.mark.slow  # a local Ray cluster

@@ -15,12 +15,12 @@ from recbole_saerec.experiments.tune.driver import build_parser, main, make_setu
 from recbole_saerec.experiments.tune.report import (cluster_nodes, plot_params, results_rows, write_best_yaml,
                                                     write_outputs, write_table)
 from recbole_saerec.experiments.tune.space import (DEFAULT_SPACE, SPACE_DIR, intent_combinations, intent_tag,
-                                                   is_intent_key, load_design, load_space, one_at_a_time_points,
+                                                   is_intent_key, load_space, one_at_a_time_points,
                                                    param_space)
 from recbole_saerec.experiments.tune.trial import evaluate_best, load_trial_state, placement, train_trial
 
 __all__ = ["DEFAULT_SPACE", "SPACE_DIR", "build_parser", "cluster_nodes", "evaluate_best", "intent_combinations",
-           "intent_tag", "is_intent_key", "load_design", "load_space", "one_at_a_time_points", "load_trial_state", "main", "make_setup",
+           "intent_tag", "is_intent_key", "load_space", "one_at_a_time_points", "load_trial_state", "main", "make_setup",
            "merge_config_files", "param_space", "parse_value", "placement", "plot_params", "prepare_intents",
            "resolved_config", "results_rows", "run_sweep", "train_trial", "trial_config", "write_best_yaml",
            "write_outputs", "write_table"]

@@ -40,7 +40,7 @@ import time
 
 from recbole_saerec.experiments.tune.configs import POINT_KEY, isolated_argv, merge_config_files, parse_value
 from recbole_saerec.experiments.tune.report import write_outputs
-from recbole_saerec.experiments.tune.space import (DEFAULT_SPACE, intent_combinations, intent_tag, load_design, load_space,
+from recbole_saerec.experiments.tune.space import (DEFAULT_SPACE, intent_combinations, intent_tag, load_space,
                                                    one_at_a_time_points, param_space)
 from recbole_saerec.experiments.tune.trial import train_trial
 from recbole_saerec.fileio import write_json_atomic
@@ -99,8 +99,7 @@ def make_setup(args, extra, argv=None):
 
     if not args.dataset:
         raise SystemExit("error: --dataset is required (or --resume to finish an earlier sweep).")
-    swept, space_fixed = load_space(args.space)
-    design = load_design(args.space)
+    swept, space_fixed, design = load_space(args.space)
     if design == "one_at_a_time" and args.num_samples != 1:
         raise SystemExit(f"error: {args.space} is a one_at_a_time design (each point once, same seed): "
                          f"--num_samples must be 1, got {args.num_samples}; rerun points with another --seed instead.")

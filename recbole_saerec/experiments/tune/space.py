@@ -50,11 +50,16 @@ def _number(value):
 
 
 def load_space(path):
-    """Read a space yaml. Returns (swept, fixed): swept = {key: (kind, values)}, fixed = {key: value}."""
+    """Read a space yaml. Returns (swept, fixed, design): swept = {key: (kind, values)},
+    fixed = {key: value}, design = 'grid' unless it says `design: one_at_a_time` (checked
+    against its keys)."""
     with open(path, encoding="utf-8") as f:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a search space is a mapping of config keys, got {type(raw).__name__}.")
+    design = raw.get(DESIGN_KEY, "grid")
+    if design not in DESIGNS:
+        raise ValueError(f"{path}: {DESIGN_KEY}: {design!r} is not one of {DESIGNS}.")
     swept, fixed = {}, {}
     for key, spec in raw.items():
         if key == DESIGN_KEY:
@@ -77,23 +82,12 @@ def load_space(path):
             raise ValueError(f"{path}: {key}: write exactly one of {SPACE_KINDS}, e.g. {{grid: [1, 2]}}.")
         else:
             fixed[key] = spec
-    return swept, fixed
-
-
-def load_design(path):
-    """The space's design: 'grid' unless it says `design: one_at_a_time` (checked against its keys)."""
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
-    design = raw.get(DESIGN_KEY, "grid") if isinstance(raw, dict) else "grid"
-    if design not in DESIGNS:
-        raise ValueError(f"{path}: {DESIGN_KEY}: {design!r} is not one of {DESIGNS}.")
     if design == "one_at_a_time":
-        swept, _ = load_space(path)
         other = sorted(k for k, (kind, _) in swept.items() if kind != "grid")
         if other:
             raise ValueError(f"{path}: design one_at_a_time varies grid keys around their first value; "
                              f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} not a grid (write {{grid: [...]}}).")
-    return design
+    return swept, fixed, design
 
 
 def one_at_a_time_points(swept):
