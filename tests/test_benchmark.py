@@ -464,6 +464,10 @@ def test_the_target_compares_with_sasrec_ce_and_only_converged_runs():
         r["history"] = [{"epoch": 4, "fusion_self": 0.2, "fusion_personal": 0.5, "fusion_public": 0.3,
                          "fusion_entropy": 0.9, "fusion_collapsed_share": 0.0}]
     assert "## Fusion" in markdown(records, [], "tiny")
+    # a row that selects its epoch on another metric is named in the budget line
+    for r in records:
+        r["valid_metric"] = "NDCG@20" if r["variant"] == "SASRec" else "NDCG@10"
+    assert "improvement of valid NDCG@10 (NDCG@20 for SASRec)." in markdown(records, [], "tiny")
 
 
 def test_search_is_off_unless_asked_and_announced_with_its_runs(tmp_path, capsys):

@@ -75,9 +75,21 @@ def epochs_cap(records):
 def budget(records):
     """'at most N epochs per run, early stopping after P epochs without improvement of valid M'."""
     steps = sorted({r.get("stopping_step") for r in records if r.get("stopping_step") is not None})
-    metric = next((r.get("valid_metric") for r in records if r.get("valid_metric")), "VALID metric")
     return (f"{epochs_cap(records)} per run, early stopping after {'/'.join(str(p) for p in steps) or '?'} "
-            f"epochs without improvement of valid {metric}")
+            f"epochs without improvement of valid {valid_metrics(records)}")
+
+
+def valid_metrics(records):
+    """The selection metric: the most common one, and the variants that select on another."""
+    by_metric = {}
+    for r in records:
+        if r.get("valid_metric"):
+            by_metric.setdefault(r["valid_metric"], set()).add(r.get("variant"))
+    if not by_metric:
+        return "VALID metric"
+    main = max(by_metric, key=lambda m: len(by_metric[m]))
+    others = [f"{m} for {', '.join(sorted(map(str, v)))}" for m, v in sorted(by_metric.items()) if m != main]
+    return main + (f" ({'; '.join(others)})" if others else "")
 
 
 def headline(records):
@@ -179,7 +191,7 @@ def markdown(records, sig_rows, dataset, variants_meta=None, against_rows=()):
     first = records[0] if records else {}
     lines += ["", "## Setup", "",
               f"- epochs cap {first.get('epochs_cap')}, early stopping after {first.get('stopping_step')} "
-              f"epochs without improvement of valid {first.get('valid_metric')}; protocol "
+              f"epochs without improvement of valid {valid_metrics(records)}; protocol "
               f"{(first.get('config') or {}).get('protocol', 'clean')}; MAX_ITEM_LIST_LENGTH "
               f"{(first.get('config') or {}).get('MAX_ITEM_LIST_LENGTH')}; seeds "
               f"{sorted({r['seed'] for r in records})}",
