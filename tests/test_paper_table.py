@@ -31,3 +31,16 @@ def test_cells_are_the_mean_over_seeds_with_the_published_figure_beside(tmp_path
     assert rows[("amazon-beauty", "SAERec")]["seeds"] == "2" and rows[("amazon-beauty", "SAERec")]["hit@10"] == "0.0900"
     assert rows[("amazon-toys", "ICSRec")]["published_hit@10"] == "0.1043"
     assert os.path.isfile(os.path.join(out, "table.png"))
+
+
+def test_a_dataset_without_a_searched_sasrec_ce_is_compared_with_sasrec_ce_at_beautys_pick(tmp_path):
+    toys = str(tmp_path / "toys")
+    _record(toys, "SAERec", 1, 0.10, 0.06)
+    _record(toys, "SASRec-CE-lr5e-4", 1, 0.08, 0.05)
+    out = str(tmp_path / "out")
+    paper_table.main([f"--tables=amazon-toys={toys}", "--rows=SAERec,SASRec-CE,SASRec-CE-lr5e-4", f"--out={out}"])
+    table = open(os.path.join(out, "table.md")).read()
+    assert "- Toys (against SASRec-CE-lr5e-4): HIT@10 +25.0%" in table
+    _record(toys, "SASRec-CE", 1, 0.05, 0.05)  # a searched SASRec-CE, once it exists, is the reference
+    paper_table.main([f"--tables=amazon-toys={toys}", "--rows=SAERec,SASRec-CE,SASRec-CE-lr5e-4", f"--out={out}"])
+    assert "- Toys: HIT@10 +100.0%" in open(os.path.join(out, "table.md")).read()

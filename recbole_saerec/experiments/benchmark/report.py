@@ -114,9 +114,9 @@ def at_budget_note(records):
     return "At the budget above, not at convergence (runs stopped at the epochs cap): p-values compare these models. "
 
 
-def reference_of(summary, preferred=("SASRec-CE", "SASRec")):
-    """The row SAERec is set against for the paper's target: SASRec-CE (the same loss and protocol)
-    when the table has it, else RecBole's SASRec, else None."""
+def reference_of(summary, preferred=("SASRec-CE", "SASRec-CE-lr5e-4", "SASRec")):
+    """The row SAERec is set against for the paper's target: SASRec-CE (the same loss and protocol;
+    searched, else at Beauty's searched point) when the table has it, else RecBole's SASRec, else None."""
     return next((name for name in preferred if name in summary), None)
 
 
