@@ -33,6 +33,8 @@ DEFAULT_ROWS = ("SAERec,SAERec-paper-lr5e-4,SASRec+IntentFeat-lr5e-4,SASRec+Text
                 "ICLRec-official,DuoRec,CL4SRec,LLMInit,SASRec-CE,SASRec-CE-lr5e-4,GRU4Rec,SASRec-BPR")
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
 SHORT = {"amazon-beauty": "Beauty", "amazon-toys": "Toys", "amazon-sports": "Sports"}
+# SAERec's reference per dataset: SASRec-CE searched, else pinned at Beauty's pick (datasets not searched)
+REFERENCES = ("SASRec-CE", "SASRec-CE-lr5e-4")
 
 
 def collect(tables, rows):
@@ -48,7 +50,7 @@ def collect(tables, rows):
 def saerec_vs_sasrec(summary, records, runs_dir, ours="SAERec"):
     """(reference row, {metric: comparison}) of SAERec against SASRec-CE (searched, else at Beauty's
     pick: SASRec-CE-lr5e-4), or None before both have runs."""
-    theirs = reference_of(summary, preferred=("SASRec-CE", "SASRec-CE-lr5e-4"))
+    theirs = reference_of(summary, preferred=REFERENCES)
     if ours not in summary or theirs is None:
         return None
     return theirs, {m: compare(runs_dir, records, ours, theirs, m, summary) for m in ("hit@10", "ndcg@10")}
@@ -129,7 +131,7 @@ def write_plot(path, data, rows):
         values = [summary[r]["hit@10"][0] if r in summary else np.nan for r in shown]
         colours = ["#1b7837" if r == "SAERec" else "#7b3294" for r in shown]
         ax.barh(y, values, color=colours, height=0.65)
-        reference = reference_of(summary, preferred=("SASRec-CE", "SASRec-CE-lr5e-4"))
+        reference = reference_of(summary, preferred=REFERENCES)
         if reference:
             ax.axvline(summary[reference]["hit@10"][0], color="black", lw=0.8, ls="--")
         marks = [(i, published[r]["hit@10"]) for i, r in enumerate(shown) if r in published]
