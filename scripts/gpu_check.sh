@@ -30,7 +30,7 @@ case "$STAGE" in /*) ;; *) STAGE=$PWD/$STAGE ;; esac
 DRY=${GPU_CHECK_DRY_RUN:-0}
 # in priority order: the headline pair and the strongest baselines first (ICSRec, the text controls,
 # the other contrastive models), then the attribution rows and the ablations
-DEFAULT_MODELS=SAERec,SASRec-CE,ICSRec,SASRec+TextFeat,SAERec-paper-lr5e-4,SASRec+IntentFeat-lr5e-4,ICLRec,DuoRec,CL4SRec,LLMInit,ICSRec-official,ICLRec-official,SAERec-noIde,SAERec-noPer,SAERec-noPub,SAERec-noFus,SAERec-noEMA,KMeans-Intent,GuidedRec,GRU4Rec
+DEFAULT_MODELS=SAERec,SASRec-CE,ICSRec,SASRec+TextFeat,SAERec-paper-lr5e-4,SASRec+IntentFeat-lr5e-4,ICLRec,DuoRec,CL4SRec,LLMInit,ICSRec-official,ICLRec-official,DuoRec-official,CL4SRec-wd0,SASRec-CE-wd0,SAERec-noIde,SAERec-noPer,SAERec-noPub,SAERec-noFus,SAERec-noEMA,KMeans-Intent,GuidedRec,GRU4Rec
 MODELS=${GPU_CHECK_MODELS:-$DEFAULT_MODELS}
 WHEELS="recbole==1.2.1 colorlog==4.7.2 texttable==1.7.0"
 MAX_CARRY_MB=64
