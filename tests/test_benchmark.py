@@ -468,6 +468,11 @@ def test_the_target_compares_with_sasrec_ce_and_only_converged_runs():
     for r in records:
         r["valid_metric"] = "NDCG@20" if r["variant"] == "SASRec" else "NDCG@10"
     assert "improvement of valid NDCG@10 (NDCG@20 for SASRec)." in markdown(records, [], "tiny")
+    # rows trained and selected on the authors' leaky protocol are named before the table
+    assert "authors_leaky" not in markdown(records, [], "tiny")
+    records[0]["config"] = {"fusion": "adaptive", "protocol": "authors_leaky"}
+    assert "**Protocol authors_leaky for SAERec: trained on the validation item, the epoch selected on the TEST item" \
+        in markdown(records, [], "tiny")
 
 
 def test_search_is_off_unless_asked_and_announced_with_its_runs(tmp_path, capsys):

@@ -57,6 +57,18 @@ def masking_note(records):
     return "MIXED ranking protocols: some runs masked seen items, some did not (see results.csv)"
 
 
+def protocol_note(records):
+    """The warning a table opens with when some of its rows ran the authors' leaky protocol: there,
+    the 'valid' split is the test item, so 'valid-selected' means selected on the reported item."""
+    leaky = sorted({str(r.get("variant")) for r in records
+                    if (r.get("config") or {}).get("protocol") == "authors_leaky"})
+    if not leaky:
+        return ""
+    return (f"**Protocol authors_leaky for {', '.join(leaky)}: trained on the validation item, the epoch "
+            "selected on the TEST item (their 'valid' below is the test item). A comparison with a paper "
+            "that measured this way, never a result of the method (docs/data.md).**")
+
+
 def at_cap(record):
     """True when a run stopped at its epochs cap (not converged): ``stopped_by``, or for a record
     written before that key, its epochs against the cap."""
@@ -151,13 +163,15 @@ def markdown(records, sig_rows, dataset, variants_meta=None, against_rows=()):
     summary = summarize(records)
     metrics = metric_keys(records)
     best = {m: max(summary, key=lambda v: summary[v][m][0]) for m in metrics}
-    lines = [f"# Benchmark: {dataset}", "", f"**{headline(records)}**", "",
-             "Test metrics of the valid-selected checkpoint, mean ± sample std (ddof=1) over seeds; "
-             f"best mean per metric in bold. Full ranking over all items, leave-one-out by time; "
-             f"{masking_note(records)}. Epochs count from 1.", "",
-             "| model | role | " + " | ".join(label(m) for m in metrics)
-             + " | seeds | epochs run (cap) | best epoch | min/run |",
-             "|---|---|" + "---|" * len(metrics) + "---|---|---|---|"]
+    lines = [f"# Benchmark: {dataset}", "", f"**{headline(records)}**", ""]
+    if protocol_note(records):
+        lines += [protocol_note(records), ""]
+    lines += ["Test metrics of the valid-selected checkpoint, mean ± sample std (ddof=1) over seeds; "
+              f"best mean per metric in bold. Full ranking over all items, leave-one-out by time; "
+              f"{masking_note(records)}. Epochs count from 1.", "",
+              "| model | role | " + " | ".join(label(m) for m in metrics)
+              + " | seeds | epochs run (cap) | best epoch | min/run |",
+              "|---|---|" + "---|" * len(metrics) + "---|---|---|---|"]
     for variant, cells in summary.items():
         recs = [r for r in records if r["variant"] == variant]
         row = []
