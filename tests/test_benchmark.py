@@ -2,8 +2,12 @@
 import csv
 import json
 import os
+import platform
 import re
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -307,6 +311,50 @@ def test_two_calls_share_one_search_through_search_candidates(tiny_root, tmp_pat
     assert calls[2:] == ["Toy@cand0__seed5", "Toy@cand1__seed5", "Toy@cand2__seed5"]  # (this fake reruns all)
 
 
+def test_a_run_another_live_process_is_training_is_left_to_it(tiny_root, tmp_path, monkeypatch):
+    """Two queues sharing a work folder: a run whose in-flight marker names a live process on this
+    host is neither trained again nor selected on; a marker of a dead process is resumed as usual."""
+    valid = {0.0005: 0.30, 0.002: 0.50}
+    calls = []
+
+    def fake_execute(self, run_id, variant, seed, cfg):
+        calls.append(run_id)
+        record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
+                  "best_valid_score": valid[cfg["learning_rate"]], "valid_metric": "NDCG@10",
+                  "test_result": {"ndcg@10": 0.1}, "seconds": 1.0, "best_epoch": 1, "spec_hash": "x"}
+        benchmark.write_json_atomic(self.run_path(run_id), record)
+        return record, True
+
+    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+    variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {},
+               "search": [{"learning_rate": 0.0005}, {"learning_rate": 0.002}]}
+    bench = benchmark.Benchmark("tiny", [variant], [5, 6], str(tmp_path / "out"), search=True,
+                                work_dir=str(tmp_path / "work"))
+
+    def mark(run_id, pid, started=None):
+        os.makedirs(os.path.join(bench.work_dir, run_id), exist_ok=True)
+        benchmark.write_json_atomic(os.path.join(bench.work_dir, run_id, "in_flight.json"),
+                                    {"run_id": run_id, "pid": pid, "host": platform.node(),
+                                     "started_unix": time.time() if started is None else started})
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mark("Toy@cand1__seed5", other.pid)
+        assert bench.select(variant) == (None, None)  # candidate 1 is being trained elsewhere: no pick yet
+        assert calls == ["Toy@cand0__seed5"]
+        mark("Toy@cand1__seed5", other.pid, started=time.time() - 3600)  # its pid, reused by a later process
+        assert bench.trained_elsewhere("Toy@cand1__seed5") is None
+        mark("Toy@cand1__seed5", 2 ** 22 + 1)  # beyond pid_max: that process is gone, the run is resumed here
+        assert bench.select(variant) == ({"learning_rate": 0.002}, 1)
+        mark("Toy__seed6", other.pid)
+        monkeypatch.setattr(benchmark.Benchmark, "copy_selected", lambda *a: None)
+        bench.run_all()
+        assert "Toy__seed6" not in calls and "Toy__seed5" in calls
+    finally:
+        other.kill()
+        other.wait()
+
+
 def fake_resumable_execute(valid, calls):
     """Benchmark.execute without training: a run's record (its test score = its lr) unless it finished before."""
     def execute(self, run_id, variant, seed, cfg):
@@ -490,8 +538,10 @@ def test_search_is_off_unless_asked_and_announced_with_its_runs(tmp_path, capsys
     assert "search off" in capsys.readouterr().out
 
 
-def test_progress_shows_a_run_in_its_first_epoch_and_a_dead_one(tmp_path):
+def test_progress_shows_a_run_in_its_first_epoch_and_a_dead_one(tmp_path, monkeypatch):
     from recbole_saerec.experiments.benchmark.report import IN_FLIGHT, format_progress, progress
+
+    monkeypatch.setattr(sys.modules["recbole_saerec.experiments.benchmark.report"], "process_start", lambda pid: 0.0)  # this process predates the marker below
 
     for run_id, pid in (("A__seed1", os.getpid()), ("B__seed1", 2 ** 22 + 12345)):
         os.makedirs(tmp_path / run_id)

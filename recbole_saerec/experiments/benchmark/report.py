@@ -447,7 +447,21 @@ def process_state(marker):
         return "gone"
     except (PermissionError, KeyError, ValueError, TypeError):
         return "running" if isinstance(info.get("pid"), int) else None
+    try:  # a pid reused after a restart: that process started after the marker was written
+        if process_start(int(info["pid"])) > float(info["started_unix"]) + 60:
+            return "gone"
+    except (OSError, KeyError, ValueError, TypeError, IndexError):
+        pass  # no /proc (not Linux) or an old marker: trust the pid
     return "running"
+
+
+def process_start(pid):
+    """When a process started (unix seconds), from Linux's /proc: its start in clock ticks after boot."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+        ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+    with open("/proc/stat", encoding="utf-8") as f:
+        boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def first_epoch_row(marker):

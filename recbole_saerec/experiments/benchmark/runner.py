@@ -19,7 +19,7 @@ from recbole_saerec.environment import run_environment
 from recbole_saerec.experiments.benchmark.records import (RUNS, fmt_duration, jsonable, log, rename_variant,
                                                           save_per_user, spec_hash, write_json_atomic)
 from recbole_saerec.experiments.benchmark.registry import load_registry, resolve_variant
-from recbole_saerec.experiments.benchmark.report import IN_FLIGHT, report, report_names
+from recbole_saerec.experiments.benchmark.report import IN_FLIGHT, process_state, report, report_names
 from recbole_saerec.experiments.benchmark.stats import per_user_from_topk
 
 # resume_state: each run saves its full training state after every epoch in its own checkpoint_dir,
@@ -173,6 +173,15 @@ class Benchmark:
 
     def run_path(self, run_id):
         return os.path.join(self.runs_dir, f"{run_id}.json")
+
+    def trained_elsewhere(self, run_id):
+        """The in-flight marker of a run that another live process on this host is training (two
+        queues sharing a work folder): training it here too would write the same checkpoints."""
+        marker = os.path.join(self.work_dir, run_id, IN_FLIGHT)
+        if os.path.isfile(self.run_path(run_id)) or process_state(marker) != "running":
+            return None
+        with open(marker, encoding="utf-8") as f:
+            return None if json.load(f).get("pid") == os.getpid() else marker
 
     @staticmethod
     def is_run(record, digest, resolved=None, exact=False):
@@ -351,6 +360,9 @@ class Benchmark:
                     and not os.path.isfile(self.run_path(run_id)):
                 waiting.append(k)  # another call trains it (--search_candidates)
                 continue
+            if self.trained_elsewhere(run_id):
+                waiting.append(k)  # another process is training it now
+                continue
             if not os.path.isfile(self.run_path(run_id)):
                 log(f"search {variant['name']} candidate {k + 1}/{len(variant['search'])} {candidate} on seed "
                     f"{seed}: {self.eta_text(variant)}")
@@ -359,8 +371,8 @@ class Benchmark:
             log(f"search {variant['name']} candidate {k} {candidate}: valid {record['valid_metric']} = "
                 f"{record['best_valid_score']:.4f}" + ("" if fresh else " (finished before)"))
         if waiting:
-            log(f"search {variant['name']}: candidates {waiting} have no record yet (another call trains them): "
-                f"no selection; rerun without --search_candidates once they have finished")
+            log(f"search {variant['name']}: candidates {waiting} have no record yet (another call or process "
+                f"trains them): no selection; rerun this command once they have finished")
             return None, None
         best = int(np.argmax(scores))
         choice = {"variant": variant["name"], "selected_on": "valid", "seed": seed, "candidates": variant["search"],
@@ -483,6 +495,11 @@ class Benchmark:
             for seed in self.seeds:
                 done += 1
                 run_id = f"{variant['name']}__seed{seed}"
+                marker = self.trained_elsewhere(run_id)
+                if marker:
+                    log(f"[{done}/{total}] {run_id}: another process is training it ({marker}); skipped here, "
+                        "rerun this command once it has finished")
+                    continue
                 if not os.path.isfile(self.run_path(run_id)):
                     log(f"[{done}/{total}] {run_id}  elapsed {fmt_duration(time.time() - t_start)}; this run: "
                         f"{self.eta_text(variant)}" + self.eta_left(done, total))
