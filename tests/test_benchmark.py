@@ -285,20 +285,24 @@ def test_search_selects_on_valid_and_reuses_the_first_seed(tiny_root, tmp_path, 
         assert json.load(f)["selected_on"] == "valid"
 
 
-def test_two_calls_share_one_search_through_search_candidates(tiny_root, tmp_path, monkeypatch):
-    """--search_candidates: each call trains its candidates and selects nothing until all have records."""
-    valid = {0.0005: 0.30, 0.002: 0.50, 0.003: 0.40}
-    calls = []
-
-    def fake_execute(self, run_id, variant, seed, cfg):
+def recording_execute(valid, calls):
+    """Benchmark.execute without training: records each call; a run's VALID score is valid[its lr]."""
+    def execute(self, run_id, variant, seed, cfg):
         calls.append(run_id)
         record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
                   "best_valid_score": valid[cfg["learning_rate"]], "valid_metric": "NDCG@10",
                   "test_result": {"ndcg@10": 0.1}, "seconds": 1.0, "best_epoch": 1, "spec_hash": "x"}
         benchmark.write_json_atomic(self.run_path(run_id), record)
         return record, True
+    return execute
 
-    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+
+def test_two_calls_share_one_search_through_search_candidates(tiny_root, tmp_path, monkeypatch):
+    """--search_candidates: each call trains its candidates and selects nothing until all have records."""
+    valid = {0.0005: 0.30, 0.002: 0.50, 0.003: 0.40}
+    calls = []
+
+    monkeypatch.setattr(benchmark.Benchmark, "execute", recording_execute(valid, calls))
     variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {},
                "search": [{"learning_rate": 0.0005}, {"learning_rate": 0.002}, {"learning_rate": 0.003}]}
     out = str(tmp_path / "out")
@@ -317,15 +321,7 @@ def test_a_run_another_live_process_is_training_is_left_to_it(tiny_root, tmp_pat
     valid = {0.0005: 0.30, 0.002: 0.50}
     calls = []
 
-    def fake_execute(self, run_id, variant, seed, cfg):
-        calls.append(run_id)
-        record = {"run_id": run_id, "variant": variant["name"], "seed": seed, "status": "ok", "role": "baseline",
-                  "best_valid_score": valid[cfg["learning_rate"]], "valid_metric": "NDCG@10",
-                  "test_result": {"ndcg@10": 0.1}, "seconds": 1.0, "best_epoch": 1, "spec_hash": "x"}
-        benchmark.write_json_atomic(self.run_path(run_id), record)
-        return record, True
-
-    monkeypatch.setattr(benchmark.Benchmark, "execute", fake_execute)
+    monkeypatch.setattr(benchmark.Benchmark, "execute", recording_execute(valid, calls))
     variant = {"name": "Toy", "model": "SASRec", "role": "baseline", "config": {},
                "search": [{"learning_rate": 0.0005}, {"learning_rate": 0.002}]}
     bench = benchmark.Benchmark("tiny", [variant], [5, 6], str(tmp_path / "out"), search=True,
