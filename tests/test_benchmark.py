@@ -537,7 +537,8 @@ def test_search_is_off_unless_asked_and_announced_with_its_runs(tmp_path, capsys
 def test_progress_shows_a_run_in_its_first_epoch_and_a_dead_one(tmp_path, monkeypatch):
     from recbole_saerec.experiments.benchmark.report import IN_FLIGHT, format_progress, progress
 
-    monkeypatch.setattr(sys.modules["recbole_saerec.experiments.benchmark.report"], "process_start", lambda pid: 0.0)  # this process predates the marker below
+    # this process predates the markers below (they claim a start 90 s ago)
+    monkeypatch.setattr(sys.modules["recbole_saerec.experiments.benchmark.report"], "process_start", lambda pid: 0.0)
 
     for run_id, pid in (("A__seed1", os.getpid()), ("B__seed1", 2 ** 22 + 12345)):
         os.makedirs(tmp_path / run_id)

@@ -164,8 +164,9 @@ def markdown(records, sig_rows, dataset, variants_meta=None, against_rows=()):
     metrics = metric_keys(records)
     best = {m: max(summary, key=lambda v: summary[v][m][0]) for m in metrics}
     lines = [f"# Benchmark: {dataset}", "", f"**{headline(records)}**", ""]
-    if protocol_note(records):
-        lines += [protocol_note(records), ""]
+    leaky = protocol_note(records)
+    if leaky:
+        lines += [leaky, ""]
     lines += ["Test metrics of the valid-selected checkpoint, mean ± sample std (ddof=1) over seeds; "
               f"best mean per metric in bold. Full ranking over all items, leave-one-out by time; "
               f"{masking_note(records)}. Epochs count from 1.", "",
