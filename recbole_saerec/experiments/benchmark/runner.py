@@ -458,7 +458,7 @@ class Benchmark:
                 f"({len(pending)} not run yet; {self.eta_text(v)}); the winner then trains every seed")
         if searched:
             log(f"search adds up to {extra} runs to the {len(self.variants) * len(self.seeds)} of the table "
-                f"(--search=off: each variant's own settings only)")
+                f"(--search=off would train each variant at its own settings only)")
         elif any(v.get("search") for v in self.variants):
             log("search off: each variant runs with its own settings (--search=on runs its candidates)")
 
