@@ -29,7 +29,7 @@ from recbole_saerec.fileio import atomic_path
 
 DEFAULT_TABLES = ("amazon-beauty=docs/results/beauty-converged,amazon-toys=docs/results/toys-converged,"
                   "amazon-sports=docs/results/sports-converged")
-DEFAULT_ROWS = ("SAERec,SAERec-paper-lr5e-4,SASRec+IntentFeat-lr5e-4,SASRec+TextFeat,ICSRec,ICSRec-official,ICLRec,"
+DEFAULT_ROWS = ("SAERec,SAERec-paper-lr5e-4,SAERec-paper,SASRec+IntentFeat-lr5e-4,SASRec+IntentFeat,SASRec+TextFeat,ICSRec,ICSRec-official,ICLRec,"
                 "ICLRec-official,DuoRec,DuoRec-official,CL4SRec,CL4SRec-wd0,LLMInit,SASRec-CE,SASRec-CE-lr5e-4,"
                 "SASRec-CE-wd0,SAERec-wd0,GRU4Rec,SASRec-BPR")
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
