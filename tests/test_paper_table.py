@@ -41,6 +41,7 @@ def test_a_dataset_without_a_searched_sasrec_ce_is_compared_with_sasrec_ce_at_be
     paper_table.main([f"--tables=amazon-toys={toys}", "--rows=SAERec,SASRec-CE,SASRec-CE-lr5e-4", f"--out={out}"])
     table = open(os.path.join(out, "table.md")).read()
     assert "- Toys (against SASRec-CE-lr5e-4): HIT@10 +25.0%" in table
+    assert "seed-paired: needs 2 shared seeds, has 1" in table  # one seed each: no seed-paired p to print
     _record(toys, "SASRec-CE", 1, 0.05, 0.05)  # a searched SASRec-CE, once it exists, is the reference
     paper_table.main([f"--tables=amazon-toys={toys}", "--rows=SAERec,SASRec-CE,SASRec-CE-lr5e-4", f"--out={out}"])
     assert "- Toys: HIT@10 +100.0%" in open(os.path.join(out, "table.md")).read()

@@ -38,6 +38,13 @@ SHORT = {"amazon-beauty": "Beauty", "amazon-toys": "Toys", "amazon-sports": "Spo
 REFERENCES = ("SASRec-CE", "SASRec-CE-lr5e-4")
 
 
+def seed_test_text(t):
+    """The seed-paired test, or why there is none: it needs two seeds that both models ran."""
+    if t["seed_n"] < 2:
+        return f"seed-paired: needs 2 shared seeds, has {t['seed_n']}"
+    return f"seeds {t['seed_n']}: p {t['seed_p']:.2g}"
+
+
 def collect(tables, rows):
     """{dataset: (summary {row: {metric: (mean, std, n)}}, records, runs_dir)} for the rows that have runs."""
     out = {}
@@ -91,7 +98,7 @@ def write_markdown(path, data, rows):
             lines.append(f"- {SHORT.get(d, d)}: not both run yet.")
             continue
         theirs, test = test
-        parts = [f"{m.upper()} {t['rel_gain']:+.1%} (p {t['user_p_t']:.1g}, seeds {t['seed_n']}: p {t['seed_p']:.2g})"
+        parts = [f"{m.upper()} {t['rel_gain']:+.1%} (p {t['user_p_t']:.1g}, " + seed_test_text(t) + ")"
                  for m, t in test.items()]
         lines.append(f"- {SHORT.get(d, d)}{'' if theirs == 'SASRec-CE' else f' (against {theirs})'}: " + "; ".join(parts))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
