@@ -45,3 +45,14 @@ def test_a_dataset_without_a_searched_sasrec_ce_is_compared_with_sasrec_ce_at_be
     _record(toys, "SASRec-CE", 1, 0.05, 0.05)  # a searched SASRec-CE, once it exists, is the reference
     paper_table.main([f"--tables=amazon-toys={toys}", "--rows=SAERec,SASRec-CE,SASRec-CE-lr5e-4", f"--out={out}"])
     assert "- Toys: HIT@10 +100.0%" in open(os.path.join(out, "table.md")).read()
+
+
+def test_seeds_that_all_differ_by_the_same_amount_say_the_seed_paired_p_is_undefined(tmp_path):
+    toys = str(tmp_path / "toys")
+    for seed, (ours, theirs) in enumerate([(0.75, 0.5), (0.5, 0.25)], start=1):  # both seeds differ by 0.25
+        _record(toys, "SAERec", seed, ours, ours)
+        _record(toys, "SASRec-CE", seed, theirs, theirs)
+    out = str(tmp_path / "out")
+    paper_table.main([f"--tables=amazon-toys={toys}", "--rows=SAERec,SASRec-CE", f"--out={out}"])
+    table = open(os.path.join(out, "table.md")).read()
+    assert "seeds 2: p n/a" in table and "nan" not in table

@@ -20,6 +20,7 @@ anything but the records.
 """
 import argparse
 import csv
+import math
 import os
 
 from recbole_saerec.experiments.benchmark.records import RUNS, load_records
@@ -38,11 +39,17 @@ SHORT = {"amazon-beauty": "Beauty", "amazon-toys": "Toys", "amazon-sports": "Spo
 REFERENCES = ("SASRec-CE", "SASRec-CE-lr5e-4")
 
 
+def p_text(p, spec):
+    """A p-value, or n/a where it is undefined (no per-user metrics, or no spread to test against)."""
+    return "n/a" if p is None or not math.isfinite(p) else format(p, spec)
+
+
 def seed_test_text(t):
     """The seed-paired test, or why there is none: it needs two seeds that both models ran."""
     if t["seed_n"] < 2:
         return f"seed-paired: needs 2 shared seeds, has {t['seed_n']}"
-    return f"seeds {t['seed_n']}: p {t['seed_p']:.2g}"
+    # every seed giving the same difference leaves the t statistic undefined: n/a, not nan
+    return f"seeds {t['seed_n']}: p {p_text(t['seed_p'], '.2g')}"
 
 
 def collect(tables, rows):
@@ -98,7 +105,7 @@ def write_markdown(path, data, rows):
             lines.append(f"- {SHORT.get(d, d)}: not both run yet.")
             continue
         theirs, test = test
-        parts = [f"{m.upper()} {t['rel_gain']:+.1%} (p {t['user_p_t']:.1g}, " + seed_test_text(t) + ")"
+        parts = [f"{m.upper()} {t['rel_gain']:+.1%} (p {p_text(t['user_p_t'], '.1g')}, " + seed_test_text(t) + ")"
                  for m, t in test.items()]
         lines.append(f"- {SHORT.get(d, d)}{'' if theirs == 'SASRec-CE' else f' (against {theirs})'}: " + "; ".join(parts))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
