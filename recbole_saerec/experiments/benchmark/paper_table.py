@@ -20,28 +20,22 @@ anything but the records.
 """
 import argparse
 import csv
-import math
 import os
 
 from recbole_saerec.experiments.benchmark.records import RUNS, load_records
-from recbole_saerec.experiments.benchmark.report import published_figures, reference_of
+from recbole_saerec.experiments.benchmark.report import fmt_p, published_figures, reference_of
 from recbole_saerec.experiments.benchmark.stats import compare, summarize
 from recbole_saerec.fileio import atomic_path
 
 DEFAULT_TABLES = ("amazon-beauty=docs/results/beauty-converged,amazon-toys=docs/results/toys-converged,"
                   "amazon-sports=docs/results/sports-converged")
-DEFAULT_ROWS = ("SAERec,SAERec-paper-lr5e-4,SAERec-paper,SASRec+IntentFeat-lr5e-4,SASRec+IntentFeat,SASRec+TextFeat,ICSRec,ICSRec-official,ICLRec,"
-                "ICLRec-official,DuoRec,DuoRec-official,CL4SRec,CL4SRec-wd0,LLMInit,SASRec-CE,SASRec-CE-lr5e-4,"
-                "SASRec-CE-wd0,SAERec-wd0,GRU4Rec,SASRec-BPR")
+DEFAULT_ROWS = ("SAERec,SAERec-paper-lr5e-4,SAERec-paper,SASRec+IntentFeat-lr5e-4,SASRec+IntentFeat,SASRec+TextFeat,"
+                "ICSRec,ICSRec-official,ICLRec,ICLRec-official,DuoRec,DuoRec-official,CL4SRec,CL4SRec-wd0,LLMInit,"
+                "SASRec-CE,SASRec-CE-lr5e-4,SASRec-CE-wd0,SAERec-wd0,GRU4Rec,SASRec-BPR")
 METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20")
 SHORT = {"amazon-beauty": "Beauty", "amazon-toys": "Toys", "amazon-sports": "Sports"}
 # SAERec's reference per dataset: SASRec-CE searched, else pinned at Beauty's pick (datasets not searched)
 REFERENCES = ("SASRec-CE", "SASRec-CE-lr5e-4")
-
-
-def p_text(p, spec):
-    """A p-value, or n/a where it is undefined (no per-user metrics, or no spread to test against)."""
-    return "n/a" if p is None or not math.isfinite(p) else format(p, spec)
 
 
 def seed_test_text(t):
@@ -49,7 +43,7 @@ def seed_test_text(t):
     if t["seed_n"] < 2:
         return f"seed-paired: needs 2 shared seeds, has {t['seed_n']}"
     # every seed giving the same difference leaves the t statistic undefined: n/a, not nan
-    return f"seeds {t['seed_n']}: p {p_text(t['seed_p'], '.2g')}"
+    return f"seeds {t['seed_n']}: p {fmt_p(t['seed_p'], '.2g')}"
 
 
 def collect(tables, rows):
@@ -105,7 +99,7 @@ def write_markdown(path, data, rows):
             lines.append(f"- {SHORT.get(d, d)}: not both run yet.")
             continue
         theirs, test = test
-        parts = [f"{m.upper()} {t['rel_gain']:+.1%} (p {p_text(t['user_p_t'], '.1g')}, " + seed_test_text(t) + ")"
+        parts = [f"{m.upper()} {t['rel_gain']:+.1%} (p {fmt_p(t['user_p_t'], '.1g')}, " + seed_test_text(t) + ")"
                  for m, t in test.items()]
         lines.append(f"- {SHORT.get(d, d)}{'' if theirs == 'SASRec-CE' else f' (against {theirs})'}: " + "; ".join(parts))
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -26,8 +26,12 @@ def label(metric):
     return f"{METRIC_LABELS.get(kind, kind)}@{k}"
 
 
-def fmt_p(p):
-    return "n/a" if p is None or not np.isfinite(p) else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
+def fmt_p(p, spec=None):
+    """A p-value in `spec` (default: 1.2e-05 below 1e-3, else 0.123), or n/a where it is undefined
+    (no per-user metrics, or every paired difference equal: no spread to test against)."""
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return format(p, spec) if spec else (f"{p:.1e}" if p < 1e-3 else f"{p:.3f}")
 
 
 PAIRED_COLUMNS = ["rel. gain", "seed-paired p (n)", "user mean diff [95% CI]", "user t-test p", "Wilcoxon p"]
